@@ -1,0 +1,61 @@
+//! Flags every azsim binary shares, each also readable from an environment variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::clock::SimClock;
+use crate::db::Storage;
+use crate::server::LogFormat;
+use crate::tls::TlsMaterial;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct CommonArgs {
+    /// Directory for databases, the development CA and blob data.
+    #[arg(long, env = "AZSIM_DATA_DIR", default_value = ".azsim")]
+    pub data_dir: PathBuf,
+    /// Keep nothing on disk: state, CA and keys live only as long as the process.
+    #[arg(long, env = "AZSIM_IN_MEMORY", conflicts_with = "data_dir")]
+    pub in_memory: bool,
+    /// Address to listen on.
+    #[arg(long, env = "AZSIM_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Extra host name for the TLS certificate (repeatable), e.g. a machine's DNS name.
+    #[arg(long = "tls-name", env = "AZSIM_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Vec<String>,
+    /// Log output format.
+    #[arg(long, env = "AZSIM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl CommonArgs {
+    pub fn storage(&self) -> Storage {
+        if self.in_memory {
+            Storage::Memory
+        } else {
+            Storage::Disk(self.data_dir.clone())
+        }
+    }
+
+    /// The shared pieces a process needs before starting services.
+    pub fn runtime(&self) -> Result<Runtime, crate::Error> {
+        let storage = self.storage();
+        let tls = TlsMaterial::load_or_create(storage.data_dir(), &self.tls_names)?;
+        let clock = match storage.data_dir() {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+                SimClock::persistent(dir)?
+            }
+            None => SimClock::in_memory(),
+        };
+        Ok(Runtime { storage, tls, clock })
+    }
+}
+
+/// What every service in a process shares.
+#[derive(Clone)]
+pub struct Runtime {
+    pub storage: Storage,
+    pub tls: Arc<TlsMaterial>,
+    pub clock: SimClock,
+}
