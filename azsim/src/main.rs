@@ -1,1 +1,84 @@
-fn main() {}
+//! `azsim`: the all-in-one launcher.
+//!
+//! - `azsim up` runs every service in one process (today entra-sim; Key Vault and the
+//!   Recovery Services vault join as they land);
+//! - `azsim env` prints the shell settings that point the Azure SDKs and CLI at it;
+//! - `azsim clock` reads or moves the simulated clock of every running service.
+
+mod clock;
+mod env;
+
+use std::net::IpAddr;
+
+use clap::{Parser, Subcommand};
+use sim_core::cli::CommonArgs;
+use sim_core::well_known;
+
+#[derive(Parser)]
+#[command(name = "azsim", version, about = "A local Azure Backup cloud: Entra ID, Key Vault and Recovery Services vaults")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in this process until Ctrl-C or SIGTERM.
+    Up(UpArgs),
+    /// Print `export` lines that point the Azure SDKs at a running azsim.
+    Env(env::EnvArgs),
+    /// Show or move the simulated clock on every running service.
+    Clock(clock::ClockArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    ports: Ports,
+}
+
+/// Ports of the services (`azsim up`) and where `azsim env`/`azsim clock` find them.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Ports {
+    /// entra-sim HTTPS port.
+    #[arg(long, env = "AZSIM_ENTRA_PORT", default_value_t = well_known::ENTRA_PORT)]
+    pub entra_port: u16,
+    /// Plain-HTTP managed-identity endpoint port.
+    #[arg(long, env = "AZSIM_MI_PORT", default_value_t = well_known::MANAGED_IDENTITY_PORT)]
+    pub mi_port: u16,
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    sim_core::server::init_logging(args.common.log_format);
+    let runtime = args.common.runtime()?;
+    let bind: IpAddr = args.common.bind;
+    let entra = entra_sim::start(&runtime, bind, args.ports.entra_port, args.ports.mi_port).await?;
+    let ca = match &runtime.tls.ca_path {
+        Some(path) => std::fs::canonicalize(path)?.display().to_string(),
+        None => format!("{}/ca.pem (in memory: download it)", entra.https.url()),
+    };
+    println!("azsim is ready");
+    println!("  entra-sim          {}", entra.https.url());
+    println!("  managed identity   {}/msi/token (IDENTITY_HEADER={})", entra.managed_identity.url(), well_known::IDENTITY_HEADER);
+    println!("  development CA     {ca}");
+    println!("  tenant             {}", well_known::TENANT_ID);
+    println!("  subscription       {}", well_known::SUBSCRIPTION_ID);
+    println!("  admin client id    {}", well_known::ADMIN_CLIENT_ID);
+    println!("  admin secret       {}", well_known::ADMIN_CLIENT_SECRET);
+    println!("Run `eval \"$(azsim env)\"` in another shell to point the Azure SDKs here.");
+    sim_core::server::shutdown_signal().await;
+    entra.shutdown().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sim_core::install_crypto_provider();
+    match Cli::parse().command {
+        Command::Up(args) => up(args).await,
+        Command::Env(args) => env::print(&args),
+        Command::Clock(args) => clock::run(args).await,
+    }
+}

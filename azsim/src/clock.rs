@@ -1,0 +1,132 @@
+//! `azsim clock [advance DURATION | set TIME | reset]`: moves the simulated clock of every
+//! running service with an admin-plane token of the well-known admin app. All services are
+//! *set* to the same target time (never advanced one by one), so services sharing a
+//! process and services in separate processes end up agreeing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sim_core::well_known;
+
+use crate::Ports;
+
+#[derive(clap::Args)]
+pub struct ClockArgs {
+    #[command(subcommand)]
+    action: Option<ClockAction>,
+    /// Data directory of the running azsim (for its CA).
+    #[arg(long, env = "AZSIM_DATA_DIR", default_value = ".azsim")]
+    data_dir: PathBuf,
+    /// CA certificate to trust instead of `<data-dir>/tls/ca.pem`.
+    #[arg(long, env = "AZSIM_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Host name of the running azsim.
+    #[arg(long, env = "AZSIM_HOST", default_value = "localhost")]
+    host: String,
+    #[command(flatten)]
+    ports: Ports,
+}
+
+#[derive(clap::Subcommand)]
+enum ClockAction {
+    /// Move forward, e.g. `30d`, `12h`, `90m`, `45s` (or plain seconds).
+    Advance { duration: String },
+    /// Move to an RFC 3339 time, e.g. `2027-01-01T00:00:00Z`.
+    Set { time: String },
+    /// Return to real time.
+    Reset,
+}
+
+pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
+    let ca_path = args.ca_file.clone().unwrap_or_else(|| args.data_dir.join("tls").join("ca.pem"));
+    let ca = std::fs::read(&ca_path).with_context(|| format!("reading the development CA at {}; is azsim running with this --data-dir?", ca_path.display()))?;
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let entra = format!("https://{}:{}", args.host, args.ports.entra_port);
+    let services = [entra.clone()];
+
+    let current: Value = http.get(format!("{entra}/admin/clock")).send().await?.error_for_status()?.json().await?;
+    let Some(action) = args.action else {
+        println!("{}", current["now"].as_str().unwrap_or_default());
+        return Ok(());
+    };
+    let body = match action {
+        ClockAction::Advance { duration } => {
+            let now: DateTime<Utc> = current["now"].as_str().context("clock response has no 'now'")?.parse()?;
+            let target = now + chrono::TimeDelta::seconds(parse_duration(&duration)?);
+            json!({ "set": target.to_rfc3339() })
+        }
+        ClockAction::Set { time } => json!({ "set": time }),
+        ClockAction::Reset => json!({ "reset": true }),
+    };
+    let token = admin_token(&http, &entra).await?;
+    for service in services {
+        let response = http.post(format!("{service}/admin/clock")).bearer_auth(&token).json(&body).send().await?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{service} refused the clock move ({status}): {}", answer["error"]["message"]);
+        }
+        println!("{service}: {}", answer["now"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// A token for the admin plane from the well-known admin app.
+async fn admin_token(http: &reqwest::Client, entra: &str) -> anyhow::Result<String> {
+    let url = format!("{entra}/{}/oauth2/v2.0/token", well_known::TENANT_ID);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", well_known::ADMIN_CLIENT_ID),
+        ("client_secret", well_known::ADMIN_CLIENT_SECRET),
+        ("scope", "api://azsim/.default"),
+    ];
+    let response: Value = http
+        .post(url)
+        .form(&form)
+        .send()
+        .await?
+        .json()
+        .await?;
+    response["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("entra-sim refused the admin token: {}", response["error_description"]))
+}
+
+/// `30d`, `12h`, `90m`, `45s`, `3600` → seconds.
+pub fn parse_duration(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let number: i64 = number.parse().with_context(|| format!("'{text}' is not a duration like 30d, 12h, 90m or 45s"))?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => bail!("unknown unit '{unit}' in '{text}': use s, m, h, d or w"),
+    };
+    number.checked_mul(factor).context("duration too large")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d").unwrap(), 30 * 86_400);
+        assert_eq!(parse_duration("12h").unwrap(), 43_200);
+        assert_eq!(parse_duration("90m").unwrap(), 5_400);
+        assert_eq!(parse_duration("45").unwrap(), 45);
+        assert!(parse_duration("-5d").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("d").is_err());
+    }
+}
