@@ -230,10 +230,10 @@ impl TokenVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => {
-                TokenError::UnsupportedAlgorithm(raw_header_alg(token).unwrap_or_else(|| "unknown".into()))
-            }
+        // A header naming an algorithm jsonwebtoken does not know (e.g. `none`) is reported
+        // as the algorithm problem it is, not as noise.
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match raw_header_alg(token) {
+            Some(alg) if alg != "RS256" => TokenError::UnsupportedAlgorithm(alg),
             _ => TokenError::Malformed(format!("the header cannot be decoded ({e})")),
         })?;
         if header.alg != Algorithm::RS256 {
