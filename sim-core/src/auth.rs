@@ -4,7 +4,9 @@
 //! issuer's JWKS, with the v1 or v2 issuer of the token's own tenant, an audience the
 //! service accepts, and `nbf`/`exp` valid on the simulated clock (with a small skew).
 //! The JWKS is fetched over HTTPS from entra-sim, cached, and refreshed when a token names
-//! an unknown `kid` (key rotation), at most once per [`REFRESH_INTERVAL`].
+//! an unknown `kid` (key rotation). Refreshes are spaced by [`REFRESH_SPACING`] (a caller
+//! waits, it is not refused), and a `kid` still unknown after a refresh is refused without
+//! another download for [`UNKNOWN_KID_TTL`], so forged key ids cannot flood entra-sim.
 //!
 //! [`Authenticated`] is the axum extractor; its rejection is the service's own error type
 //! (`E: From<TokenError>`), so each service answers in its own envelope.
@@ -27,8 +29,10 @@ use crate::clock::SimClock;
 
 /// Clock skew tolerated on `nbf` and `exp`.
 pub const LEEWAY_SECONDS: i64 = 60;
-/// Minimum time between two JWKS downloads caused by unknown key ids.
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// Minimum time between two JWKS downloads.
+pub const REFRESH_SPACING: Duration = Duration::from_millis(100);
+/// How long a key id that was not in a fresh JWKS is refused without asking again.
+pub const UNKNOWN_KID_TTL: Duration = Duration::from_secs(5);
 
 /// Who called: the verified claims a service authorizes against.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +131,13 @@ impl KeySource {
 pub struct KeyCache {
     source: KeySource,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    last_refresh: Mutex<Option<Instant>>,
+    refresh: Mutex<RefreshState>,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    last: Option<Instant>,
+    unknown: HashMap<String, Instant>,
 }
 
 impl KeyCache {
@@ -135,7 +145,7 @@ impl KeyCache {
         Arc::new(KeyCache {
             source,
             keys: RwLock::new(HashMap::new()),
-            last_refresh: Mutex::new(None),
+            refresh: Mutex::new(RefreshState::default()),
         })
     }
 
@@ -144,21 +154,29 @@ impl KeyCache {
             return Ok(key.clone());
         }
         {
-            let mut last = self.last_refresh.lock().await;
+            let mut refresh = self.refresh.lock().await;
             // Another request may have refreshed while we waited for the lock.
             if let Some(key) = self.keys.read().await.get(kid) {
                 return Ok(key.clone());
             }
-            if last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
+            refresh.unknown.retain(|_, at| at.elapsed() < UNKNOWN_KID_TTL);
+            if refresh.unknown.contains_key(kid) {
                 return Err(TokenError::UnknownKey(kid.to_string()));
             }
-            let set = self.source.fetch().await?;
-            *last = Some(Instant::now());
+            if let Some(wait) = refresh.last.and_then(|at| REFRESH_SPACING.checked_sub(at.elapsed())) {
+                tokio::time::sleep(wait).await;
+            }
+            let set = self.source.fetch().await;
+            refresh.last = Some(Instant::now());
+            let set = set?;
             let mut fresh = HashMap::new();
             for jwk in &set.keys {
                 if let (Some(id), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) {
                     fresh.insert(id.clone(), key);
                 }
+            }
+            if !fresh.contains_key(kid) {
+                refresh.unknown.insert(kid.to_string(), Instant::now());
             }
             *self.keys.write().await = fresh;
         }

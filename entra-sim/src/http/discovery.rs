@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -26,12 +26,12 @@ async fn tenant_in_documents(state: &EntraState, segment: &str) -> Result<String
         .id)
 }
 
-pub async fn openid_configuration_v2(State(state): State<EntraState>, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+pub async fn openid_configuration_v2(State(state): State<EntraState>, Path(tenant): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
     let tid = match tenant_in_documents(&state, &tenant).await {
         Ok(tid) => tid,
         Err(e) => return e.oauth_response(&oauth_context(&headers, None), state.issuer.clock.now()),
     };
-    let base = format!("{}/{tenant}", origin(&headers));
+    let base = format!("{}/{tenant}", origin(&uri, &headers));
     Json(json!({
         "token_endpoint": format!("{base}/oauth2/v2.0/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -41,7 +41,7 @@ pub async fn openid_configuration_v2(State(state): State<EntraState>, Path(tenan
         "id_token_signing_alg_values_supported": ["RS256"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": format!("{}/{tid}/v2.0", origin(&headers)),
+        "issuer": format!("{}/{tid}/v2.0", origin(&uri, &headers)),
         "request_uri_parameter_supported": false,
         "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
         "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
@@ -60,16 +60,16 @@ pub async fn openid_configuration_v2(State(state): State<EntraState>, Path(tenan
     .into_response()
 }
 
-pub async fn openid_configuration_v1(State(state): State<EntraState>, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+pub async fn openid_configuration_v1(State(state): State<EntraState>, Path(tenant): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
     let tid = match tenant_in_documents(&state, &tenant).await {
         Ok(tid) => tid,
         Err(e) => return e.oauth_response(&oauth_context(&headers, None), state.issuer.clock.now()),
     };
-    let base = format!("{}/{tenant}", origin(&headers));
+    let base = format!("{}/{tenant}", origin(&uri, &headers));
     Json(json!({
         "token_endpoint": format!("{base}/oauth2/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "jwks_uri": format!("{}/common/discovery/keys", origin(&headers)),
+        "jwks_uri": format!("{}/common/discovery/keys", origin(&uri, &headers)),
         "response_modes_supported": ["query", "fragment", "form_post"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
@@ -99,8 +99,8 @@ pub struct InstanceQuery {
 }
 
 /// `GET /common/discovery/instance` for clients that cannot turn instance discovery off.
-pub async fn instance_discovery(headers: HeaderMap, Query(query): Query<InstanceQuery>) -> Response {
-    let host = origin(&headers);
+pub async fn instance_discovery(uri: Uri, headers: HeaderMap, Query(query): Query<InstanceQuery>) -> Response {
+    let host = origin(&uri, &headers);
     let tenant = query
         .authorization_endpoint
         .as_deref()

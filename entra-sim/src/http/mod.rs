@@ -91,11 +91,13 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("entra-sim has no endpoint at '{}'.", uri.path()))
 }
 
-/// `https://<host the client used>`; falls back to `localhost` for a missing or odd Host.
-pub(crate) fn origin(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|v| v.to_str().ok())
+/// `https://<host the client used>`: the HTTP/2 `:authority` (in the URI) or the HTTP/1.1
+/// `Host` header; falls back to `localhost` for a missing or odd value.
+pub(crate) fn origin(uri: &axum::http::Uri, headers: &HeaderMap) -> String {
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok()))
         .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')))
         .unwrap_or("localhost");
     format!("https://{host}")
