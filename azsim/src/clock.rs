@@ -41,8 +41,16 @@ enum ClockAction {
 }
 
 pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
-    let ca_path = args.ca_file.clone().unwrap_or_else(|| args.data_dir.join("tls").join("ca.pem"));
-    let ca = std::fs::read(&ca_path).with_context(|| format!("reading the development CA at {}; is azsim running with this --data-dir?", ca_path.display()))?;
+    let ca_path = args
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("tls").join("ca.pem"));
+    let ca = std::fs::read(&ca_path).with_context(|| {
+        format!(
+            "reading the development CA at {}; is azsim running with this --data-dir?",
+            ca_path.display()
+        )
+    })?;
     let http = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
         .timeout(Duration::from_secs(10))
@@ -50,14 +58,23 @@ pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
     let entra = format!("https://{}:{}", args.host, args.ports.entra_port);
     let services = [entra.clone()];
 
-    let current: Value = http.get(format!("{entra}/admin/clock")).send().await?.error_for_status()?.json().await?;
+    let current: Value = http
+        .get(format!("{entra}/admin/clock"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     let Some(action) = args.action else {
         println!("{}", current["now"].as_str().unwrap_or_default());
         return Ok(());
     };
     let body = match action {
         ClockAction::Advance { duration } => {
-            let now: DateTime<Utc> = current["now"].as_str().context("clock response has no 'now'")?.parse()?;
+            let now: DateTime<Utc> = current["now"]
+                .as_str()
+                .context("clock response has no 'now'")?
+                .parse()?;
             let target = now + chrono::TimeDelta::seconds(parse_duration(&duration)?);
             json!({ "set": target.to_rfc3339() })
         }
@@ -66,11 +83,19 @@ pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
     };
     let token = admin_token(&http, &entra).await?;
     for service in services {
-        let response = http.post(format!("{service}/admin/clock")).bearer_auth(&token).json(&body).send().await?;
+        let response = http
+            .post(format!("{service}/admin/clock"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await?;
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!("{service} refused the clock move ({status}): {}", answer["error"]["message"]);
+            bail!(
+                "{service} refused the clock move ({status}): {}",
+                answer["error"]["message"]
+            );
         }
         println!("{service}: {}", answer["now"].as_str().unwrap_or_default());
     }
@@ -86,24 +111,28 @@ async fn admin_token(http: &reqwest::Client, entra: &str) -> anyhow::Result<Stri
         ("client_secret", well_known::ADMIN_CLIENT_SECRET),
         ("scope", "api://azsim/.default"),
     ];
-    let response: Value = http
-        .post(url)
-        .form(&form)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let response: Value = http.post(url).form(&form).send().await?.json().await?;
     response["access_token"]
         .as_str()
         .map(str::to_owned)
-        .with_context(|| format!("entra-sim refused the admin token: {}", response["error_description"]))
+        .with_context(|| {
+            format!(
+                "entra-sim refused the admin token: {}",
+                response["error_description"]
+            )
+        })
 }
 
 /// `30d`, `12h`, `90m`, `45s`, `3600` → seconds.
 pub fn parse_duration(text: &str) -> anyhow::Result<i64> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let number: i64 = number.parse().with_context(|| format!("'{text}' is not a duration like 30d, 12h, 90m or 45s"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: i64 = number
+        .parse()
+        .with_context(|| format!("'{text}' is not a duration like 30d, 12h, 90m or 45s"))?;
     let factor = match unit {
         "" | "s" => 1,
         "m" => 60,

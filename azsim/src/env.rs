@@ -25,9 +25,15 @@ pub fn print(args: &EnvArgs) -> anyhow::Result<()> {
     let mi = format!("http://{}:{}", args.host, args.ports.mi_port);
     let lines = [
         ("AZURE_TENANT_ID", well_known::TENANT_ID.to_string()),
-        ("AZURE_SUBSCRIPTION_ID", well_known::SUBSCRIPTION_ID.to_string()),
+        (
+            "AZURE_SUBSCRIPTION_ID",
+            well_known::SUBSCRIPTION_ID.to_string(),
+        ),
         ("AZURE_CLIENT_ID", well_known::ADMIN_CLIENT_ID.to_string()),
-        ("AZURE_CLIENT_SECRET", well_known::ADMIN_CLIENT_SECRET.to_string()),
+        (
+            "AZURE_CLIENT_SECRET",
+            well_known::ADMIN_CLIENT_SECRET.to_string(),
+        ),
         ("AZURE_AUTHORITY_HOST", entra.clone()),
         ("AZSIM_ENTRA_URL", entra),
         ("AZSIM_MANAGED_IDENTITY_URL", mi.clone()),
@@ -51,13 +57,18 @@ pub fn print(args: &EnvArgs) -> anyhow::Result<()> {
             args.ports.entra_port
         ),
     }
-    println!("# Python: pass disable_instance_discovery=True to ClientSecretCredential/CertificateCredential (no environment variable exists).");
+    println!(
+        "# Python: pass disable_instance_discovery=True to ClientSecretCredential/CertificateCredential (no environment variable exists)."
+    );
     Ok(())
 }
 
 /// Single-quotes a value for POSIX shells.
 fn shell_quote(value: &str) -> String {
-    if value.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:~=".contains(c)) {
+    if value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:~=".contains(c))
+    {
         value.to_string()
     } else {
         format!("'{}'", value.replace('\'', r"'\''"))

@@ -15,7 +15,11 @@ use sim_core::cli::CommonArgs;
 use sim_core::well_known;
 
 #[derive(Parser)]
-#[command(name = "azsim", version, about = "A local Azure Backup cloud: Entra ID, Key Vault and Recovery Services vaults")]
+#[command(
+    name = "azsim",
+    version,
+    about = "A local Azure Backup cloud: Entra ID, Key Vault and Recovery Services vaults"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +65,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     println!("azsim is ready");
     println!("  entra-sim          {}", entra.https.url());
-    println!("  managed identity   {}/msi/token (IDENTITY_HEADER={})", entra.managed_identity.url(), well_known::IDENTITY_HEADER);
+    println!(
+        "  managed identity   {}/msi/token (IDENTITY_HEADER={})",
+        entra.managed_identity.url(),
+        well_known::IDENTITY_HEADER
+    );
     println!("  development CA     {ca}");
     println!("  tenant             {}", well_known::TENANT_ID);
     println!("  subscription       {}", well_known::SUBSCRIPTION_ID);

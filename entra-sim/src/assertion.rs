@@ -38,17 +38,30 @@ pub fn verify(
     audience_ok: impl Fn(&str) -> bool,
     now: i64,
 ) -> Result<()> {
-    let header = jsonwebtoken::decode_header(assertion)
-        .map_err(|e| invalid(50027, format!("Invalid JWT token in client_assertion: the header cannot be read ({e}).")))?;
+    let header = jsonwebtoken::decode_header(assertion).map_err(|e| {
+        invalid(
+            50027,
+            format!("Invalid JWT token in client_assertion: the header cannot be read ({e})."),
+        )
+    })?;
     if !matches!(header.alg, Algorithm::RS256 | Algorithm::PS256) {
         return Err(invalid(
             5002738,
-            format!("Invalid JWT token in client_assertion: algorithm {:?} is not supported; use RS256 or PS256.", header.alg),
+            format!(
+                "Invalid JWT token in client_assertion: algorithm {:?} is not supported; use RS256 or PS256.",
+                header.alg
+            ),
         ));
     }
+    // MSAL Python pads its base64url thumbprints with '='; the registry stores them bare.
+    let bare = |t: &String| t.trim_end_matches('=').to_string();
     let certificate = match (&header.x5t, &header.x5t_s256) {
-        (_, Some(s256)) => certificates.iter().find(|c| &c.thumbprint_sha256 == s256),
-        (Some(sha1), None) => certificates.iter().find(|c| &c.thumbprint_sha1 == sha1),
+        (_, Some(s256)) => certificates
+            .iter()
+            .find(|c| c.thumbprint_sha256 == bare(s256)),
+        (Some(sha1), None) => certificates
+            .iter()
+            .find(|c| c.thumbprint_sha1 == bare(sha1)),
         (None, None) => {
             return Err(invalid(
                 700027,
@@ -69,7 +82,9 @@ pub fn verify(
     if (certificate.end_date_time as f64) < now_f {
         return Err(invalid(
             700027,
-            format!("Client assertion failed signature validation: the certificate '{thumbprint}' expired. Register a new certificate."),
+            format!(
+                "Client assertion failed signature validation: the certificate '{thumbprint}' expired. Register a new certificate."
+            ),
         ));
     }
     let (_, cert) = x509_parser::parse_x509_certificate(&certificate.certificate_der)

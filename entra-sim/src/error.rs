@@ -40,7 +40,9 @@ pub enum EntraError {
         "The provided client secret keys for app '{0}' are expired. Create a new secret for the app, or use certificate credentials."
     )]
     ExpiredClientSecret(String),
-    #[error("'client_assertion' or 'client_secret' is required for the 'client_credentials' grant type.")]
+    #[error(
+        "'client_assertion' or 'client_secret' is required for the 'client_credentials' grant type."
+    )]
     MissingClientCredential,
     #[error("Give either 'client_secret' or 'client_assertion', not both.")]
     AmbiguousClientCredential,
@@ -92,11 +94,19 @@ impl EntraError {
             ExpiredClientSecret(_) => (StatusCode::UNAUTHORIZED, "invalid_client", 7000222),
             MissingClientCredential => (StatusCode::UNAUTHORIZED, "invalid_client", 7000216),
             AmbiguousClientCredential => (StatusCode::BAD_REQUEST, "invalid_request", 90023),
-            InvalidClientAssertion { code, .. } => (StatusCode::UNAUTHORIZED, "invalid_client", *code),
+            InvalidClientAssertion { code, .. } => {
+                (StatusCode::UNAUTHORIZED, "invalid_client", *code)
+            }
             InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope", 70011),
             ResourceNotFound { .. } => (StatusCode::BAD_REQUEST, "invalid_resource", 500011),
-            NotFound { .. } | InvalidInput(_) | Conflict(_) => (StatusCode::BAD_REQUEST, "invalid_request", 90023),
-            Storage(_) | Crypto(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", 90033),
+            NotFound { .. } | InvalidInput(_) | Conflict(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request", 90023)
+            }
+            Storage(_) | Crypto(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                90033,
+            ),
         }
     }
 
@@ -121,9 +131,10 @@ impl EntraError {
             "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
         });
         let mut response = (status, Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store, no-cache"),
+        );
         response
     }
 }
@@ -132,11 +143,18 @@ impl From<EntraError> for ApiError {
     fn from(error: EntraError) -> Self {
         use EntraError::*;
         match &error {
-            NotFound { kind, .. } => ApiError::not_found(format!("{}NotFound", kind.replace(' ', "")), error.to_string()),
+            NotFound { kind, .. } => ApiError::not_found(
+                format!("{}NotFound", kind.replace(' ', "")),
+                error.to_string(),
+            ),
             Conflict(_) => ApiError::new(StatusCode::CONFLICT, "Conflict", error.to_string()),
             Storage(_) | Crypto(_) => {
                 tracing::error!(%error, "admin request failed inside entra-sim");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", error.to_string())
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    error.to_string(),
+                )
             }
             _ => ApiError::bad_request("BadRequest", error.to_string()),
         }

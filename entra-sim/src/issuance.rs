@@ -89,7 +89,10 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// Resolves the tenant path segment of an endpoint (GUID or domain).
     pub async fn tenant(&self, segment: &str) -> Result<Tenant> {
-        if matches!(segment.to_ascii_lowercase().as_str(), "common" | "organizations" | "consumers") {
+        if matches!(
+            segment.to_ascii_lowercase().as_str(),
+            "common" | "organizations" | "consumers"
+        ) {
             return Err(EntraError::TenantRequired(segment.to_string()));
         }
         self.directory
@@ -99,7 +102,10 @@ impl TokenIssuer {
     }
 
     /// The client-credentials grant: authenticate the app, resolve the resource, mint.
-    pub async fn client_credentials(&self, request: ClientCredentialsRequest) -> Result<IssuedToken> {
+    pub async fn client_credentials(
+        &self,
+        request: ClientCredentialsRequest,
+    ) -> Result<IssuedToken> {
         let tenant = self.tenant(&request.tenant).await?;
         let client = self
             .directory
@@ -123,7 +129,10 @@ impl TokenIssuer {
             }
         };
         let resource = resources::resolve(&self.directory, &tenant.id, &request.resource).await?;
-        let roles = self.directory.roles_for(&client.service_principal_id, &resource.app_id).await?;
+        let roles = self
+            .directory
+            .roles_for(&client.service_principal_id, &resource.app_id)
+            .await?;
         let subject = Subject {
             tenant_id: &tenant.id,
             object_id: &client.service_principal_id,
@@ -135,16 +144,31 @@ impl TokenIssuer {
     }
 
     /// A token for a managed identity (the default host identity when `selector` is None).
-    pub async fn managed_identity(&self, selector: Option<IdentitySelector>, resource: &str) -> Result<(IssuedToken, ManagedIdentity)> {
-        let selector = selector.unwrap_or(IdentitySelector::ClientId(sim_core::well_known::HOST_IDENTITY_CLIENT_ID.into()));
-        let identity = self.directory.managed_identity(&selector).await?.ok_or_else(|| EntraError::NotFound {
-            kind: "Managed identity",
-            id: match &selector {
-                IdentitySelector::ClientId(v) | IdentitySelector::ObjectId(v) | IdentitySelector::ResourceId(v) => v.clone(),
-            },
-        })?;
+    pub async fn managed_identity(
+        &self,
+        selector: Option<IdentitySelector>,
+        resource: &str,
+    ) -> Result<(IssuedToken, ManagedIdentity)> {
+        let selector = selector.unwrap_or(IdentitySelector::ClientId(
+            sim_core::well_known::HOST_IDENTITY_CLIENT_ID.into(),
+        ));
+        let identity = self
+            .directory
+            .managed_identity(&selector)
+            .await?
+            .ok_or_else(|| EntraError::NotFound {
+                kind: "Managed identity",
+                id: match &selector {
+                    IdentitySelector::ClientId(v)
+                    | IdentitySelector::ObjectId(v)
+                    | IdentitySelector::ResourceId(v) => v.clone(),
+                },
+            })?;
         let resource = resources::resolve(&self.directory, &identity.tenant_id, resource).await?;
-        let roles = self.directory.roles_for(&identity.principal_id, &resource.app_id).await?;
+        let roles = self
+            .directory
+            .roles_for(&identity.principal_id, &resource.app_id)
+            .await?;
         let subject = Subject {
             tenant_id: &identity.tenant_id,
             object_id: &identity.principal_id,
@@ -156,7 +180,13 @@ impl TokenIssuer {
         Ok((token, identity))
     }
 
-    fn mint(&self, subject: &Subject<'_>, resource: &ResolvedResource, roles: Vec<String>, cae: bool) -> Result<IssuedToken> {
+    fn mint(
+        &self,
+        subject: &Subject<'_>,
+        resource: &ResolvedResource,
+        roles: Vec<String>,
+        cae: bool,
+    ) -> Result<IssuedToken> {
         let now = self.clock.unix();
         let issuer = format!("https://sts.windows.net/{}/", subject.tenant_id);
         let claims = AccessTokenClaims {
@@ -203,8 +233,10 @@ fn names_token_endpoint_of(aud: &str, tenant: &Tenant) -> bool {
     let Some((segment, endpoint)) = path.split_once('/') else {
         return false;
     };
-    let names_tenant = segment.eq_ignore_ascii_case(&tenant.id) || segment.eq_ignore_ascii_case(&tenant.domain);
-    names_tenant && (endpoint == "oauth2/v2.0/token" || endpoint == "oauth2/token" || endpoint == "v2.0")
+    let names_tenant =
+        segment.eq_ignore_ascii_case(&tenant.id) || segment.eq_ignore_ascii_case(&tenant.domain);
+    names_tenant
+        && (endpoint == "oauth2/v2.0/token" || endpoint == "oauth2/token" || endpoint == "v2.0")
 }
 
 /// Opaque claim values (`aio`, `rh`, `uti`): random, meaningless to clients.
@@ -229,12 +261,30 @@ mod tests {
     fn assertion_audience_must_be_this_tenants_token_endpoint() {
         let t = tenant();
         let table = [
-            ("https://localhost:10010/a2e0c0de-5e11-4a55-9a2e-000000000001/oauth2/v2.0/token", true),
-            ("https://login.localhost/azsim.onmicrosoft.com/oauth2/token", true),
-            ("https://localhost:10010/a2e0c0de-5e11-4a55-9a2e-000000000001/v2.0", true),
-            ("https://localhost:10010/00000000-0000-0000-0000-000000000000/oauth2/v2.0/token", false),
-            ("https://localhost:10010/a2e0c0de-5e11-4a55-9a2e-000000000001/oauth2/authorize", false),
-            ("http://localhost:10010/a2e0c0de-5e11-4a55-9a2e-000000000001/oauth2/v2.0/token", false),
+            (
+                "https://localhost:10010/a2e0c0de-5e11-4a55-9a2e-000000000001/oauth2/v2.0/token",
+                true,
+            ),
+            (
+                "https://login.localhost/azsim.onmicrosoft.com/oauth2/token",
+                true,
+            ),
+            (
+                "https://localhost:10010/a2e0c0de-5e11-4a55-9a2e-000000000001/v2.0",
+                true,
+            ),
+            (
+                "https://localhost:10010/00000000-0000-0000-0000-000000000000/oauth2/v2.0/token",
+                false,
+            ),
+            (
+                "https://localhost:10010/a2e0c0de-5e11-4a55-9a2e-000000000001/oauth2/authorize",
+                false,
+            ),
+            (
+                "http://localhost:10010/a2e0c0de-5e11-4a55-9a2e-000000000001/oauth2/v2.0/token",
+                false,
+            ),
             ("a2e0c0de-5e11-4a55-9a2e-000000000001", false),
         ];
         for (aud, ok) in table {

@@ -51,7 +51,11 @@ impl EntraSim {
         let directory = Directory::open(storage).await?;
         let now = clock.unix();
         directory.seed_well_known(now).await.map_err(startup)?;
-        let keys = Arc::new(SigningKeys::load_or_create(directory.pool().clone(), now).await.map_err(startup)?);
+        let keys = Arc::new(
+            SigningKeys::load_or_create(directory.pool().clone(), now)
+                .await
+                .map_err(startup)?,
+        );
         let local_keys = keys.clone();
         let key_cache = KeyCache::new(KeySource::Local(Arc::new(move || local_keys.jwks())));
         let admin_verifier = Arc::new(TokenVerifier::new(
@@ -62,7 +66,11 @@ impl EntraSim {
         ));
         Ok(EntraSim {
             state: EntraState {
-                issuer: TokenIssuer { directory, keys, clock },
+                issuer: TokenIssuer {
+                    directory,
+                    keys,
+                    clock,
+                },
                 admin_verifier,
             },
         })
@@ -115,7 +123,12 @@ impl Running {
 }
 
 /// Opens and serves entra-sim (port 0 picks free ports).
-pub async fn start(runtime: &Runtime, bind: IpAddr, https_port: u16, managed_identity_port: u16) -> Result<Running, sim_core::Error> {
+pub async fn start(
+    runtime: &Runtime,
+    bind: IpAddr,
+    https_port: u16,
+    managed_identity_port: u16,
+) -> Result<Running, sim_core::Error> {
     let sim = EntraSim::open(&runtime.storage, runtime.clock.clone()).await?;
     let https = sim_core::server::serve(
         sim.router(runtime.tls.ca_pem.clone()),

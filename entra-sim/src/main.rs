@@ -5,7 +5,11 @@ use sim_core::cli::CommonArgs;
 use sim_core::well_known;
 
 #[derive(Parser)]
-#[command(name = "entra-sim", version, about = "Microsoft Entra ID emulator (azsim)")]
+#[command(
+    name = "entra-sim",
+    version,
+    about = "Microsoft Entra ID emulator (azsim)"
+)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
@@ -23,8 +27,18 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sim_core::server::init_logging(args.common.log_format);
     let runtime = args.common.runtime()?;
-    let running = entra_sim::start(&runtime, args.common.bind, args.port, args.managed_identity_port).await?;
-    println!("entra-sim listening on {} (managed identity: {})", running.https.url(), running.managed_identity.url());
+    let running = entra_sim::start(
+        &runtime,
+        args.common.bind,
+        args.port,
+        args.managed_identity_port,
+    )
+    .await?;
+    println!(
+        "entra-sim listening on {} (managed identity: {})",
+        running.https.url(),
+        running.managed_identity.url()
+    );
     sim_core::server::shutdown_signal().await;
     running.shutdown().await;
     Ok(())

@@ -26,7 +26,10 @@ pub const FIRST_PARTY: &[FirstPartyResource] = &[
     FirstPartyResource {
         app_id: "797f4846-ba00-4fd7-ba43-dac1f8f63013",
         display_name: "Windows Azure Service Management API",
-        identifier_uris: &["https://management.azure.com", "https://management.core.windows.net"],
+        identifier_uris: &[
+            "https://management.azure.com",
+            "https://management.core.windows.net",
+        ],
         local_hosts: &["management.localhost"],
         app_roles: &[],
     },
@@ -61,7 +64,9 @@ pub const FIRST_PARTY: &[FirstPartyResource] = &[
 ];
 
 pub fn first_party_by_app_id(app_id: &str) -> Option<&'static FirstPartyResource> {
-    FIRST_PARTY.iter().find(|r| r.app_id.eq_ignore_ascii_case(app_id))
+    FIRST_PARTY
+        .iter()
+        .find(|r| r.app_id.eq_ignore_ascii_case(app_id))
 }
 
 fn first_party_by_uri(resource: &str) -> Option<&'static FirstPartyResource> {
@@ -103,14 +108,21 @@ pub fn resource_from_scope(scope: &str) -> Result<String> {
 /// Resolves a resource URI or app id in `tenant_id`. The audience is the resource exactly
 /// as requested (so `https://management.core.windows.net/` keeps its slash), like Entra's
 /// v1 tokens.
-pub async fn resolve(directory: &Directory, tenant_id: &str, resource: &str) -> Result<ResolvedResource> {
+pub async fn resolve(
+    directory: &Directory,
+    tenant_id: &str,
+    resource: &str,
+) -> Result<ResolvedResource> {
     if let Some(first_party) = first_party_by_uri(resource) {
         return Ok(ResolvedResource {
             app_id: first_party.app_id.to_string(),
             audience: resource.to_string(),
         });
     }
-    match directory.application_for_resource(tenant_id, resource).await? {
+    match directory
+        .application_for_resource(tenant_id, resource)
+        .await?
+    {
         Some((app_id, _)) => Ok(ResolvedResource {
             app_id,
             audience: resource.to_string(),
@@ -129,9 +141,18 @@ mod tests {
     #[test]
     fn scope_parsing_follows_entra() {
         let table = [
-            ("https://management.azure.com/.default", Some("https://management.azure.com")),
-            ("https://management.core.windows.net//.default", Some("https://management.core.windows.net/")),
-            ("https://vault.azure.net/.default offline_access", Some("https://vault.azure.net")),
+            (
+                "https://management.azure.com/.default",
+                Some("https://management.azure.com"),
+            ),
+            (
+                "https://management.core.windows.net//.default",
+                Some("https://management.core.windows.net/"),
+            ),
+            (
+                "https://vault.azure.net/.default offline_access",
+                Some("https://vault.azure.net"),
+            ),
             ("api://azsim/.default", Some("api://azsim")),
             ("https://management.azure.com/user_impersonation", None),
             ("https://a/.default https://b/.default", None),
@@ -140,7 +161,11 @@ mod tests {
             ("openid", None),
         ];
         for (scope, expected) in table {
-            assert_eq!(resource_from_scope(scope).ok().as_deref(), expected, "scope {scope:?}");
+            assert_eq!(
+                resource_from_scope(scope).ok().as_deref(),
+                expected,
+                "scope {scope:?}"
+            );
         }
     }
 
@@ -148,7 +173,12 @@ mod tests {
     fn first_party_resources_match_with_and_without_slash_and_local_hosts() {
         assert!(first_party_by_uri("https://management.azure.com/").is_some());
         assert!(first_party_by_uri("HTTPS://Management.Core.Windows.Net").is_some());
-        assert_eq!(first_party_by_uri("https://vault.localhost:10011").unwrap().display_name, "Azure Key Vault");
+        assert_eq!(
+            first_party_by_uri("https://vault.localhost:10011")
+                .unwrap()
+                .display_name,
+            "Azure Key Vault"
+        );
         assert!(first_party_by_uri("https://evil.example.com").is_none());
         assert!(first_party_by_uri("https://vault.localhost.evil.com").is_none());
     }

@@ -58,7 +58,9 @@ impl SigningKeys {
             .await
             .map_err(|e| EntraError::Crypto(e.to_string()))??;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM signing_keys WHERE state = 'previous'").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM signing_keys WHERE state = 'previous'")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE signing_keys SET state = 'previous' WHERE state = 'current'")
             .execute(&mut *tx)
             .await?;
@@ -84,11 +86,13 @@ impl SigningKeys {
         .bind(state)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(kid, private_key_pem, certificate_der)| StoredKey {
-            kid,
-            private_key_pem,
-            certificate_der,
-        }))
+        Ok(
+            row.map(|(kid, private_key_pem, certificate_der)| StoredKey {
+                kid,
+                private_key_pem,
+                certificate_der,
+            }),
+        )
     }
 
     async fn reload(&self) -> Result<()> {
@@ -111,7 +115,10 @@ impl SigningKeys {
     }
 
     fn active(&self) -> Arc<ActiveKeys> {
-        self.active.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The public keys: current and previous.
@@ -147,7 +154,8 @@ fn public_jwk(stored: &StoredKey) -> Result<Jwk> {
 }
 
 fn generate_key() -> Result<StoredKey> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(|e| EntraError::Crypto(e.to_string()))?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+        .map_err(|e| EntraError::Crypto(e.to_string()))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "accounts.azsim.localhost");
@@ -155,7 +163,9 @@ fn generate_key() -> Result<StoredKey> {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(5 * 365);
-    let cert = params.self_signed(&key).map_err(|e| EntraError::Crypto(e.to_string()))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| EntraError::Crypto(e.to_string()))?;
     let der = cert.der().to_vec();
     let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
     Ok(StoredKey {

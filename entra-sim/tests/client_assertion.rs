@@ -18,13 +18,20 @@ struct Certificate {
 
 fn certificate() -> Certificate {
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["client.test".into()]).unwrap().self_signed(&pair).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["client.test".into()])
+        .unwrap()
+        .self_signed(&pair)
+        .unwrap();
     let der = cert.der().to_vec();
     Certificate {
         pem: cert.pem(),
         key: EncodingKey::from_rsa_pem(pair.serialize_pem().as_bytes()).unwrap(),
-        x5t: URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der)),
-        x5t_s256: URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)),
+        x5t: URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            &der,
+        )),
+        x5t_s256: URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)),
     }
 }
 
@@ -47,7 +54,13 @@ fn assertion_claims(entra: &TestEntra, client_id: &str) -> Value {
     json!({"aud": entra.token_url(TENANT), "iss": client_id, "sub": client_id, "exp": now + 600.0, "iat": now, "jti": uuid::Uuid::new_v4()})
 }
 
-fn sign(alg: Algorithm, x5t: Option<&str>, x5t_s256: Option<&str>, claims: &Value, key: &EncodingKey) -> String {
+fn sign(
+    alg: Algorithm,
+    x5t: Option<&str>,
+    x5t_s256: Option<&str>,
+    claims: &Value,
+    key: &EncodingKey,
+) -> String {
     let mut header = Header::new(alg);
     header.x5t = x5t.map(str::to_owned);
     header.x5t_s256 = x5t_s256.map(str::to_owned);
@@ -61,7 +74,10 @@ async fn redeem(entra: &TestEntra, client_id: &str, assertion: &str) -> (StatusC
             &[
                 ("grant_type", "client_credentials"),
                 ("client_id", client_id),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
                 ("client_assertion", assertion),
                 ("scope", ARM_SCOPE),
             ],
@@ -77,11 +93,28 @@ async fn rs256_with_x5t_and_ps256_with_x5t_s256_are_accepted() {
     let claims = assertion_claims(&entra, &app_id);
     for assertion in [
         sign(Algorithm::RS256, Some(&cert.x5t), None, &claims, &cert.key),
-        sign(Algorithm::PS256, None, Some(&cert.x5t_s256), &claims, &cert.key),
+        sign(
+            Algorithm::PS256,
+            None,
+            Some(&cert.x5t_s256),
+            &claims,
+            &cert.key,
+        ),
+        // MSAL Python pads base64url thumbprints.
+        sign(
+            Algorithm::RS256,
+            Some(&format!("{}=", cert.x5t)),
+            None,
+            &claims,
+            &cert.key,
+        ),
     ] {
         let (status, body) = redeem(&entra, &app_id, &assertion).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(common::claims(body["access_token"].as_str().unwrap())["appidacr"], "2");
+        assert_eq!(
+            common::claims(body["access_token"].as_str().unwrap())["appidacr"],
+            "2"
+        );
     }
 }
 
@@ -99,23 +132,68 @@ async fn bad_assertions_are_refused() {
     };
     let now = entra.clock.unix() as f64;
     let table: Vec<(&str, String, u64)> = vec![
-        ("signed by another key", sign(Algorithm::RS256, Some(&cert.x5t), None, &good, &other.key), 700027),
-        ("unregistered certificate", sign(Algorithm::RS256, Some(&other.x5t), None, &good, &other.key), 700027),
-        ("no thumbprint", sign(Algorithm::RS256, None, None, &good, &cert.key), 700027),
-        ("expired", sign(Algorithm::RS256, Some(&cert.x5t), None, &with("exp", json!(now - 3600.0)), &cert.key), 700024),
-        ("wrong audience", sign(Algorithm::RS256, Some(&cert.x5t), None, &with("aud", json!("https://example.com/token")), &cert.key), 700212),
+        (
+            "signed by another key",
+            sign(Algorithm::RS256, Some(&cert.x5t), None, &good, &other.key),
+            700027,
+        ),
+        (
+            "unregistered certificate",
+            sign(Algorithm::RS256, Some(&other.x5t), None, &good, &other.key),
+            700027,
+        ),
+        (
+            "no thumbprint",
+            sign(Algorithm::RS256, None, None, &good, &cert.key),
+            700027,
+        ),
+        (
+            "expired",
+            sign(
+                Algorithm::RS256,
+                Some(&cert.x5t),
+                None,
+                &with("exp", json!(now - 3600.0)),
+                &cert.key,
+            ),
+            700024,
+        ),
+        (
+            "wrong audience",
+            sign(
+                Algorithm::RS256,
+                Some(&cert.x5t),
+                None,
+                &with("aud", json!("https://example.com/token")),
+                &cert.key,
+            ),
+            700212,
+        ),
         (
             "another tenant's endpoint",
             sign(
                 Algorithm::RS256,
                 Some(&cert.x5t),
                 None,
-                &with("aud", json!(entra.token_url("11111111-1111-1111-1111-111111111111"))),
+                &with(
+                    "aud",
+                    json!(entra.token_url("11111111-1111-1111-1111-111111111111")),
+                ),
                 &cert.key,
             ),
             700212,
         ),
-        ("issuer is another app", sign(Algorithm::RS256, Some(&cert.x5t), None, &with("iss", json!("someone-else")), &cert.key), 700021),
+        (
+            "issuer is another app",
+            sign(
+                Algorithm::RS256,
+                Some(&cert.x5t),
+                None,
+                &with("iss", json!("someone-else")),
+                &cert.key,
+            ),
+            700021,
+        ),
         ("not a JWT", "not-a-jwt".to_string(), 50027),
     ];
     for (case, assertion, code) in table {

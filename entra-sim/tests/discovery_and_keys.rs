@@ -16,35 +16,68 @@ async fn get(entra: &TestEntra, path: &str) -> (StatusCode, Value) {
 
 fn arm_verifier(entra: &TestEntra, tenants: TenantPolicy) -> TokenVerifier {
     let keys = KeyCache::new(KeySource::remote(&entra.base, &entra.ca_pem).unwrap());
-    TokenVerifier::new(keys, vec!["https://management.azure.com".into()], tenants, entra.clock.clone())
+    TokenVerifier::new(
+        keys,
+        vec!["https://management.azure.com".into()],
+        tenants,
+        entra.clock.clone(),
+    )
 }
 
 #[tokio::test]
 async fn openid_configuration_v2_names_https_endpoints_of_the_tenant() {
     let entra = start().await;
-    let (status, doc) = get(&entra, &format!("/{TENANT}/v2.0/.well-known/openid-configuration")).await;
+    let (status, doc) = get(
+        &entra,
+        &format!("/{TENANT}/v2.0/.well-known/openid-configuration"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["token_endpoint"], entra.token_url(TENANT));
-    assert_eq!(doc["authorization_endpoint"], format!("{}/{TENANT}/oauth2/v2.0/authorize", entra.base));
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{}/{TENANT}/oauth2/v2.0/authorize", entra.base)
+    );
     assert_eq!(doc["issuer"], format!("{}/{TENANT}/v2.0", entra.base));
-    assert_eq!(doc["jwks_uri"], format!("{}/{TENANT}/discovery/v2.0/keys", entra.base));
-    let (_, common) = get(&entra, "/organizations/v2.0/.well-known/openid-configuration").await;
-    assert_eq!(common["issuer"], format!("{}/{{tenantid}}/v2.0", entra.base));
+    assert_eq!(
+        doc["jwks_uri"],
+        format!("{}/{TENANT}/discovery/v2.0/keys", entra.base)
+    );
+    let (_, common) = get(
+        &entra,
+        "/organizations/v2.0/.well-known/openid-configuration",
+    )
+    .await;
+    assert_eq!(
+        common["issuer"],
+        format!("{}/{{tenantid}}/v2.0", entra.base)
+    );
 }
 
 #[tokio::test]
 async fn openid_configuration_v1_uses_the_sts_issuer() {
     let entra = start().await;
-    let (status, doc) = get(&entra, "/azsim.onmicrosoft.com/.well-known/openid-configuration").await;
+    let (status, doc) = get(
+        &entra,
+        "/azsim.onmicrosoft.com/.well-known/openid-configuration",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["issuer"], format!("https://sts.windows.net/{TENANT}/"));
-    assert_eq!(doc["token_endpoint"], format!("{}/azsim.onmicrosoft.com/oauth2/token", entra.base));
+    assert_eq!(
+        doc["token_endpoint"],
+        format!("{}/azsim.onmicrosoft.com/oauth2/token", entra.base)
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_tenant_has_no_configuration() {
     let entra = start().await;
-    let (status, body) = get(&entra, "/nope.onmicrosoft.com/v2.0/.well-known/openid-configuration").await;
+    let (status, body) = get(
+        &entra,
+        "/nope.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(aadsts(&body), 90002);
 }
@@ -52,10 +85,18 @@ async fn an_unknown_tenant_has_no_configuration() {
 #[tokio::test]
 async fn instance_discovery_points_back_at_the_simulator() {
     let entra = start().await;
-    let url = format!("/common/discovery/instance?api-version=1.1&authorization_endpoint=https://localhost/{TENANT}/oauth2/v2.0/authorize");
+    let url = format!(
+        "/common/discovery/instance?api-version=1.1&authorization_endpoint=https://localhost/{TENANT}/oauth2/v2.0/authorize"
+    );
     let (status, body) = get(&entra, &url).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["tenant_discovery_endpoint"], format!("{}/{TENANT}/v2.0/.well-known/openid-configuration", entra.base));
+    assert_eq!(
+        body["tenant_discovery_endpoint"],
+        format!(
+            "{}/{TENANT}/v2.0/.well-known/openid-configuration",
+            entra.base
+        )
+    );
 }
 
 #[tokio::test]
@@ -71,7 +112,9 @@ async fn jwks_keys_carry_kid_x5t_and_certificate() {
     let token = entra.admin_token().await;
     let header: Value = {
         use base64::Engine;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap();
         serde_json::from_slice(&raw).unwrap()
     };
     assert_eq!(header["kid"], key["kid"]);
@@ -99,16 +142,27 @@ async fn rotation_keeps_old_tokens_valid_and_new_kids_are_fetched() {
     let old_token = before["access_token"].as_str().unwrap().to_string();
     verifier.verify(&old_token).await.unwrap();
 
-    let (status, rotated) = entra.admin(Method::POST, "/admin/signingKeys/rotate", None).await;
+    let (status, rotated) = entra
+        .admin(Method::POST, "/admin/signingKeys/rotate", None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     let (_, jwks) = get(&entra, "/common/discovery/v2.0/keys").await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 
     let (_, after) = entra.secret_token(ADMIN_ID, ADMIN_SECRET, ARM_SCOPE).await;
     let new_token = after["access_token"].as_str().unwrap();
-    assert_eq!(claims_kid(new_token), rotated["currentKid"].as_str().unwrap());
-    verifier.verify(new_token).await.expect("unknown kid triggers a JWKS refresh");
-    verifier.verify(&old_token).await.expect("previous key still in the JWKS");
+    assert_eq!(
+        claims_kid(new_token),
+        rotated["currentKid"].as_str().unwrap()
+    );
+    verifier
+        .verify(new_token)
+        .await
+        .expect("unknown kid triggers a JWKS refresh");
+    verifier
+        .verify(&old_token)
+        .await
+        .expect("previous key still in the JWKS");
 }
 
 fn claims_kid(token: &str) -> String {
@@ -124,12 +178,20 @@ async fn a_token_of_another_tenant_is_refused_by_a_single_tenant_service() {
     assert_eq!(status, StatusCode::CREATED, "{tenant}");
     let other = tenant["id"].as_str().unwrap();
     let (status, app) = entra
-        .admin(Method::POST, &format!("/admin/tenants/{other}/applications"), Some(serde_json::json!({"displayName": "f"})))
+        .admin(
+            Method::POST,
+            &format!("/admin/tenants/{other}/applications"),
+            Some(serde_json::json!({"displayName": "f"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let app_id = app["appId"].as_str().unwrap();
     let (_, secret) = entra
-        .admin(Method::POST, &format!("/admin/tenants/{other}/applications/{app_id}/secrets"), None)
+        .admin(
+            Method::POST,
+            &format!("/admin/tenants/{other}/applications/{app_id}/secrets"),
+            None,
+        )
         .await;
     let (status, body) = entra
         .token_request(
@@ -151,7 +213,12 @@ async fn a_token_of_another_tenant_is_refused_by_a_single_tenant_service() {
     let (status, body) = entra
         .token_request(
             TENANT,
-            &[("grant_type", "client_credentials"), ("client_id", app_id), ("client_secret", "x"), ("scope", ARM_SCOPE)],
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", app_id),
+                ("client_secret", "x"),
+                ("scope", ARM_SCOPE),
+            ],
         )
         .await;
     assert_eq!((status.as_u16(), aadsts(&body)), (400, 700016));
@@ -165,6 +232,9 @@ async fn tokens_expire_on_the_simulated_clock() {
     let token = body["access_token"].as_str().unwrap();
     verifier.verify(token).await.unwrap();
     entra.clock.advance(2 * 3600).unwrap();
-    assert!(matches!(verifier.verify(token).await, Err(TokenError::Expired { .. })));
+    assert!(matches!(
+        verifier.verify(token).await,
+        Err(TokenError::Expired { .. })
+    ));
     let _ = Arc::new(());
 }

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use sim_core::well_known;
 
 async fn app_service(entra: &TestEntra, query: &str, header: Option<&str>) -> (StatusCode, Value) {
-    let mut request = entra.http.get(format!("{}/msi/token?{query}", entra.mi_base));
+    let mut request = entra
+        .http
+        .get(format!("{}/msi/token?{query}", entra.mi_base));
     if let Some(value) = header {
         request = request.header("X-IDENTITY-HEADER", value);
     }
@@ -17,7 +19,10 @@ async fn app_service(entra: &TestEntra, query: &str, header: Option<&str>) -> (S
 }
 
 async fn imds(entra: &TestEntra, query: &str, metadata: bool) -> (StatusCode, Value) {
-    let mut request = entra.http.get(format!("{}/metadata/identity/oauth2/token?{query}", entra.mi_base));
+    let mut request = entra.http.get(format!(
+        "{}/metadata/identity/oauth2/token?{query}",
+        entra.mi_base
+    ));
     if metadata {
         request = request.header("Metadata", "true");
     }
@@ -29,7 +34,12 @@ async fn imds(entra: &TestEntra, query: &str, metadata: bool) -> (StatusCode, Va
 async fn app_service_protocol_issues_a_token_for_the_host_identity() {
     let entra = start().await;
     assert!(entra.mi_base.starts_with("http://"));
-    let (status, body) = app_service(&entra, "api-version=2019-08-01&resource=https://vault.azure.net", Some(well_known::IDENTITY_HEADER)).await;
+    let (status, body) = app_service(
+        &entra,
+        "api-version=2019-08-01&resource=https://vault.azure.net",
+        Some(well_known::IDENTITY_HEADER),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["client_id"], well_known::HOST_IDENTITY_CLIENT_ID);
     assert!(body["expires_on"].as_str().unwrap().parse::<i64>().is_ok());
@@ -52,14 +62,26 @@ async fn a_user_assigned_identity_is_chosen_by_client_id_or_resource_id() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{identity}");
     let client_id = identity["clientId"].as_str().unwrap();
-    let (status, body) = imds(&entra, &format!("api-version=2018-02-01&resource=https://management.azure.com&client_id={client_id}"), true).await;
+    let (status, body) = imds(
+        &entra,
+        &format!(
+            "api-version=2018-02-01&resource=https://management.azure.com&client_id={client_id}"
+        ),
+        true,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["client_id"], client_id);
     assert_eq!(body["expires_in"], "3599");
-    assert_eq!(claims(body["access_token"].as_str().unwrap())["oid"], identity["principalId"]);
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["oid"],
+        identity["principalId"]
+    );
     let (status, body) = app_service(
         &entra,
-        &format!("api-version=2019-08-01&resource=https://management.azure.com&mi_res_id={resource_id}"),
+        &format!(
+            "api-version=2019-08-01&resource=https://management.azure.com&mi_res_id={resource_id}"
+        ),
         Some(well_known::IDENTITY_HEADER),
     )
     .await;
@@ -72,13 +94,38 @@ async fn app_service_bad_requests() {
     let entra = start().await;
     let h = Some(well_known::IDENTITY_HEADER);
     let table: Vec<(&str, &str, Option<&str>, u16)> = vec![
-        ("no header", "api-version=2019-08-01&resource=https://vault.azure.net", None, 401),
-        ("wrong header", "api-version=2019-08-01&resource=https://vault.azure.net", Some("guess"), 401),
+        (
+            "no header",
+            "api-version=2019-08-01&resource=https://vault.azure.net",
+            None,
+            401,
+        ),
+        (
+            "wrong header",
+            "api-version=2019-08-01&resource=https://vault.azure.net",
+            Some("guess"),
+            401,
+        ),
         ("no resource", "api-version=2019-08-01", h, 400),
         ("no api-version", "resource=https://vault.azure.net", h, 400),
-        ("unknown identity", "api-version=2019-08-01&resource=https://vault.azure.net&client_id=00000000-0000-0000-0000-000000000000", h, 400),
-        ("two selectors", "api-version=2019-08-01&resource=https://vault.azure.net&client_id=a&object_id=b", h, 400),
-        ("unknown resource", "api-version=2019-08-01&resource=https://nope.example.com", h, 400),
+        (
+            "unknown identity",
+            "api-version=2019-08-01&resource=https://vault.azure.net&client_id=00000000-0000-0000-0000-000000000000",
+            h,
+            400,
+        ),
+        (
+            "two selectors",
+            "api-version=2019-08-01&resource=https://vault.azure.net&client_id=a&object_id=b",
+            h,
+            400,
+        ),
+        (
+            "unknown resource",
+            "api-version=2019-08-01&resource=https://nope.example.com",
+            h,
+            400,
+        ),
     ];
     for (case, query, header, status) in table {
         let (got, body) = app_service(&entra, query, header).await;
@@ -92,11 +139,36 @@ async fn app_service_bad_requests() {
 async fn imds_bad_requests() {
     let entra = start().await;
     let table: Vec<(&str, &str, bool, &str)> = vec![
-        ("no Metadata header", "api-version=2018-02-01&resource=https://vault.azure.net", false, "invalid_request"),
-        ("no resource", "api-version=2018-02-01", true, "invalid_request"),
-        ("no api-version", "resource=https://vault.azure.net", true, "invalid_request"),
-        ("unknown identity", "api-version=2018-02-01&resource=https://vault.azure.net&object_id=nope", true, "invalid_request"),
-        ("unknown resource", "api-version=2018-02-01&resource=https://nope.example.com", true, "invalid_resource"),
+        (
+            "no Metadata header",
+            "api-version=2018-02-01&resource=https://vault.azure.net",
+            false,
+            "invalid_request",
+        ),
+        (
+            "no resource",
+            "api-version=2018-02-01",
+            true,
+            "invalid_request",
+        ),
+        (
+            "no api-version",
+            "resource=https://vault.azure.net",
+            true,
+            "invalid_request",
+        ),
+        (
+            "unknown identity",
+            "api-version=2018-02-01&resource=https://vault.azure.net&object_id=nope",
+            true,
+            "invalid_request",
+        ),
+        (
+            "unknown resource",
+            "api-version=2018-02-01&resource=https://nope.example.com",
+            true,
+            "invalid_resource",
+        ),
     ];
     for (case, query, metadata, error) in table {
         let (status, body) = imds(&entra, query, metadata).await;

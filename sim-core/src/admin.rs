@@ -89,12 +89,18 @@ pub fn require_admin(principal: &Principal) -> Result<(), ApiError> {
 impl From<TokenError> for ApiError {
     fn from(error: TokenError) -> Self {
         let description = error.to_string().replace('"', "'");
-        ApiError::new(StatusCode::UNAUTHORIZED, "AuthenticationFailed", format!("Authentication failed: {error}."))
-            .with_header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_str(&format!("Bearer error=\"invalid_token\", error_description=\"{description}\""))
-                    .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\"")),
-            )
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            format!("Authentication failed: {error}."),
+        )
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&format!(
+                "Bearer error=\"invalid_token\", error_description=\"{description}\""
+            ))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+        )
     }
 }
 
@@ -108,7 +114,11 @@ struct HealthBody {
 
 async fn health<H: AdminHooks>(State(plane): State<AdminPlane<H>>) -> Response {
     let ok = plane.hooks.healthy().await;
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = HealthBody {
         status: if ok { "Healthy" } else { "Unhealthy" },
         service: plane.service,
@@ -118,7 +128,11 @@ async fn health<H: AdminHooks>(State(plane): State<AdminPlane<H>>) -> Response {
 }
 
 async fn ca_pem<H: AdminHooks>(State(plane): State<AdminPlane<H>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/x-pem-file")], plane.ca_pem.clone()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        plane.ca_pem.clone(),
+    )
+        .into_response()
 }
 
 /// The clock as `/admin/clock` shows it.
@@ -167,14 +181,19 @@ async fn move_clock<H: AdminHooks>(
     let request: ClockMove = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "InvalidRequestContent",
-            format!("The request body must be JSON with one of 'advanceSeconds', 'set' or 'reset': {e}"),
+            format!(
+                "The request body must be JSON with one of 'advanceSeconds', 'set' or 'reset': {e}"
+            ),
         )
     })?;
     let result = match (request.advance_seconds, request.set, request.reset) {
         (Some(seconds), None, None) => plane.clock.advance(seconds),
         (None, Some(at), None) => {
             let at = DateTime::parse_from_rfc3339(&at).map_err(|e| {
-                ApiError::bad_request("InvalidRequestContent", format!("'set' must be an RFC 3339 time such as 2027-01-01T00:00:00Z: {e}"))
+                ApiError::bad_request(
+                    "InvalidRequestContent",
+                    format!("'set' must be an RFC 3339 time such as 2027-01-01T00:00:00Z: {e}"),
+                )
             })?;
             plane.clock.set(at.with_timezone(&Utc))
         }
@@ -187,10 +206,18 @@ async fn move_clock<H: AdminHooks>(
         }
     };
     result.map_err(|e| match e {
-        ClockError::Persist(_) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "ClockNotPersisted", e.to_string()),
+        ClockError::Persist(_) => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "ClockNotPersisted",
+            e.to_string(),
+        ),
         _ => ApiError::bad_request("InvalidRequestContent", e.to_string()),
     })?;
-    tracing::info!(service = plane.service, offset_seconds = plane.clock.offset_seconds(), "simulated clock moved");
+    tracing::info!(
+        service = plane.service,
+        offset_seconds = plane.clock.offset_seconds(),
+        "simulated clock moved"
+    );
     Ok(Json(ClockView::of(&plane.clock)))
 }
 
@@ -199,11 +226,13 @@ async fn reset<H: AdminHooks>(
     Authenticated(principal, _): Authenticated<ApiError>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&principal)?;
-    plane
-        .hooks
-        .reset()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ResetFailed", format!("The reset did not complete: {e}")))?;
+    plane.hooks.reset().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ResetFailed",
+            format!("The reset did not complete: {e}"),
+        )
+    })?;
     tracing::warn!(service = plane.service, "state reset");
     Ok(StatusCode::NO_CONTENT)
 }

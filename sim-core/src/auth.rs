@@ -85,7 +85,10 @@ pub enum TokenError {
 #[derive(Clone)]
 pub enum KeySource {
     /// entra-sim's JWKS over HTTPS, trusted through the development CA.
-    Remote { jwks_url: String, http: reqwest::Client },
+    Remote {
+        jwks_url: String,
+        http: reqwest::Client,
+    },
     /// In-process keys (entra-sim verifying its own tokens).
     Local(Arc<dyn Fn() -> JwkSet + Send + Sync>),
 }
@@ -94,14 +97,18 @@ impl KeySource {
     /// The JWKS of the entra-sim at `authority` (e.g. `https://localhost:10010`), trusting
     /// only `ca_pem`.
     pub fn remote(authority: &str, ca_pem: &str) -> Result<Self, crate::Error> {
-        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(|e| crate::Error::Tls(e.to_string()))?;
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
+            .map_err(|e| crate::Error::Tls(e.to_string()))?;
         let http = reqwest::Client::builder()
             .tls_certs_only([ca])
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| crate::Error::Tls(e.to_string()))?;
         Ok(KeySource::Remote {
-            jwks_url: format!("{}/common/discovery/v2.0/keys", authority.trim_end_matches('/')),
+            jwks_url: format!(
+                "{}/common/discovery/v2.0/keys",
+                authority.trim_end_matches('/')
+            ),
             http,
         })
     }
@@ -116,7 +123,10 @@ impl KeySource {
                     .await
                     .map_err(|e| TokenError::KeysUnavailable(format!("{jwks_url}: {e}")))?;
                 if !response.status().is_success() {
-                    return Err(TokenError::KeysUnavailable(format!("{jwks_url}: HTTP {}", response.status())));
+                    return Err(TokenError::KeysUnavailable(format!(
+                        "{jwks_url}: HTTP {}",
+                        response.status()
+                    )));
                 }
                 response
                     .json::<JwkSet>()
@@ -159,11 +169,16 @@ impl KeyCache {
             if let Some(key) = self.keys.read().await.get(kid) {
                 return Ok(key.clone());
             }
-            refresh.unknown.retain(|_, at| at.elapsed() < UNKNOWN_KID_TTL);
+            refresh
+                .unknown
+                .retain(|_, at| at.elapsed() < UNKNOWN_KID_TTL);
             if refresh.unknown.contains_key(kid) {
                 return Err(TokenError::UnknownKey(kid.to_string()));
             }
-            if let Some(wait) = refresh.last.and_then(|at| REFRESH_SPACING.checked_sub(at.elapsed())) {
+            if let Some(wait) = refresh
+                .last
+                .and_then(|at| REFRESH_SPACING.checked_sub(at.elapsed()))
+            {
                 tokio::time::sleep(wait).await;
             }
             let set = self.source.fetch().await;
@@ -220,7 +235,12 @@ struct Claims {
 }
 
 impl TokenVerifier {
-    pub fn new(keys: Arc<KeyCache>, audiences: Vec<String>, tenants: TenantPolicy, clock: SimClock) -> Self {
+    pub fn new(
+        keys: Arc<KeyCache>,
+        audiences: Vec<String>,
+        tenants: TenantPolicy,
+        clock: SimClock,
+    ) -> Self {
         TokenVerifier {
             keys,
             audiences,
@@ -250,12 +270,16 @@ impl TokenVerifier {
     pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
         // A header naming an algorithm jsonwebtoken does not know (e.g. `none`) is reported
         // as the algorithm problem it is, not as noise.
-        let header = jsonwebtoken::decode_header(token).map_err(|e| match raw_header_alg(token) {
-            Some(alg) if alg != "RS256" => TokenError::UnsupportedAlgorithm(alg),
-            _ => TokenError::Malformed(format!("the header cannot be decoded ({e})")),
-        })?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| match raw_header_alg(token) {
+                Some(alg) if alg != "RS256" => TokenError::UnsupportedAlgorithm(alg),
+                _ => TokenError::Malformed(format!("the header cannot be decoded ({e})")),
+            })?;
         if header.alg != Algorithm::RS256 {
-            return Err(TokenError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
+            return Err(TokenError::UnsupportedAlgorithm(format!(
+                "{:?}",
+                header.alg
+            )));
         }
         let kid = header
             .kid
@@ -277,7 +301,9 @@ impl TokenVerifier {
 
         let now = self.clock.unix();
         if claims.exp + LEEWAY_SECONDS < now {
-            return Err(TokenError::Expired { expired_at: claims.exp });
+            return Err(TokenError::Expired {
+                expired_at: claims.exp,
+            });
         }
         if let Some(nbf) = claims.nbf
             && nbf - LEEWAY_SECONDS > now
@@ -311,7 +337,9 @@ impl TokenVerifier {
 fn raw_header_alg(token: &str) -> Option<String> {
     use base64::Engine;
     let header = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     value.get("alg")?.as_str().map(str::to_owned)
 }
@@ -329,7 +357,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Arc::<TokenVerifier>::from_ref(state);
-        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let principal = verifier.verify_header(header).await?;
         Ok(Authenticated(principal, PhantomData))
     }

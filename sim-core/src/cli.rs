@@ -48,7 +48,11 @@ impl CommonArgs {
             }
             None => SimClock::in_memory(),
         };
-        Ok(Runtime { storage, tls, clock })
+        Ok(Runtime {
+            storage,
+            tls,
+            clock,
+        })
     }
 }
 

@@ -51,9 +51,13 @@ impl SimClock {
     pub fn persistent(dir: impl Into<PathBuf>) -> Result<Self, crate::Error> {
         let path = dir.into().join("clock.json");
         let offset_ms = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Persisted>(&bytes)
-                .map_err(|e| crate::Error::Config(format!("{} is corrupt: {e}", path.display())))?
-                .offset_ms,
+            Ok(bytes) => {
+                serde_json::from_slice::<Persisted>(&bytes)
+                    .map_err(|e| {
+                        crate::Error::Config(format!("{} is corrupt: {e}", path.display()))
+                    })?
+                    .offset_ms
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(crate::Error::io(&path, e)),
         };
@@ -88,14 +92,21 @@ impl SimClock {
             return Err(ClockError::NegativeAdvance);
         }
         let delta = TimeDelta::try_seconds(seconds).ok_or(ClockError::OutOfRange)?;
-        let target = self.now().checked_add_signed(delta).ok_or(ClockError::OutOfRange)?;
+        let target = self
+            .now()
+            .checked_add_signed(delta)
+            .ok_or(ClockError::OutOfRange)?;
         self.set(target)
     }
 
     /// Moves the clock so that `now()` reads `at` (forwards or backwards).
     pub fn set(&self, at: DateTime<Utc>) -> Result<DateTime<Utc>, ClockError> {
         let offset = (at - Utc::now()).num_milliseconds();
-        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self
+            .inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(path) = &self.inner.persist_to {
             write_atomically(path, &Persisted { offset_ms: offset })
                 .map_err(|e| ClockError::Persist(e.to_string()))?;
@@ -107,7 +118,10 @@ impl SimClock {
 
 fn write_atomically(path: &std::path::Path, value: &Persisted) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(value).expect("plain struct serialises"))?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(value).expect("plain struct serialises"),
+    )?;
     std::fs::rename(&tmp, path)
 }
 
@@ -129,7 +143,10 @@ mod tests {
     #[test]
     fn negative_advance_is_refused() {
         let clock = SimClock::in_memory();
-        assert!(matches!(clock.advance(-1), Err(ClockError::NegativeAdvance)));
+        assert!(matches!(
+            clock.advance(-1),
+            Err(ClockError::NegativeAdvance)
+        ));
         assert_eq!(clock.offset_seconds(), 0);
     }
 

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
 
 /// Where a service keeps its state.
 #[derive(Clone, Debug)]
@@ -29,7 +29,11 @@ impl Storage {
 }
 
 /// Opens (creating if needed) the database `name` and applies `migrator`.
-pub async fn open(storage: &Storage, name: &str, migrator: &Migrator) -> Result<SqlitePool, crate::Error> {
+pub async fn open(
+    storage: &Storage,
+    name: &str,
+    migrator: &Migrator,
+) -> Result<SqlitePool, crate::Error> {
     let pool = match storage {
         Storage::Disk(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
@@ -65,5 +69,8 @@ pub async fn open(storage: &Storage, name: &str, migrator: &Migrator) -> Result<
 
 /// True when the database answers a trivial query (used by `/health`).
 pub async fn is_healthy(pool: &SqlitePool) -> bool {
-    sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(pool).await.is_ok()
+    sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(pool)
+        .await
+        .is_ok()
 }

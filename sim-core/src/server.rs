@@ -68,16 +68,23 @@ impl RunningServer {
 
     /// Waits until the server stops on its own (it only does on an I/O failure).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 }
 
 /// Binds and starts serving `router`; returns once the listener is accepting.
 pub async fn serve(router: Router, config: ServeConfig) -> Result<RunningServer, Error> {
     let addr = SocketAddr::new(config.bind, config.port);
-    let listener = std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
-    listener.set_nonblocking(true).map_err(|source| Error::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| Error::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
 
     let app = router
         .layer(middleware::from_fn_with_state(config.name, request_context))
@@ -109,14 +116,19 @@ pub async fn serve(router: Router, config: ServeConfig) -> Result<RunningServer,
 }
 
 /// Adds the request id and writes the access-log line.
-async fn request_context(State(service): State<&'static str>, mut request: Request, next: Next) -> Response {
+async fn request_context(
+    State(service): State<&'static str>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = Uuid::new_v4();
     request.extensions_mut().insert(RequestId(request_id));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
-    let value = HeaderValue::from_str(&request_id.to_string()).expect("uuid is a valid header value");
+    let value =
+        HeaderValue::from_str(&request_id.to_string()).expect("uuid is a valid header value");
     response.headers_mut().insert("x-ms-request-id", value);
     tracing::info!(
         target: "azsim::access",
@@ -142,7 +154,9 @@ pub enum LogFormat {
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

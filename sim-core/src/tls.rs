@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use chrono::{Datelike, TimeDelta, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 use crate::Error;
@@ -49,7 +49,10 @@ pub struct TlsMaterial {
 impl TlsMaterial {
     /// Loads the CA and leaf from `data_dir/tls` (creating them on first use), or generates
     /// throw-away ones when `data_dir` is `None`. `extra_names` are added to the SANs.
-    pub fn load_or_create(data_dir: Option<&Path>, extra_names: &[String]) -> Result<Arc<Self>, Error> {
+    pub fn load_or_create(
+        data_dir: Option<&Path>,
+        extra_names: &[String],
+    ) -> Result<Arc<Self>, Error> {
         let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
         for name in extra_names {
             if !names.contains(name) {
@@ -141,7 +144,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::OrganizationName, "azsim");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = Utc::now();
     params.not_before = rcgen::date_time_ymd(now.year() - 1, 1, 1);
     params.not_after = rcgen::date_time_ymd(now.year() + 20, 1, 1);
@@ -170,7 +177,9 @@ fn leaf_is_fresh(leaf_pem: &str) -> bool {
     let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(leaf_pem.as_bytes()) else {
         return false;
     };
-    let Ok(cert) = pem.parse_x509() else { return false };
+    let Ok(cert) = pem.parse_x509() else {
+        return false;
+    };
     let not_after = cert.validity().not_after.timestamp();
     not_after - Utc::now().timestamp() > LEAF_RENEW_BEFORE_DAYS * 86_400
 }
@@ -194,7 +203,8 @@ fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    file.write_all(contents.as_bytes()).map_err(|e| Error::io(path, e))
+    file.write_all(contents.as_bytes())
+        .map_err(|e| Error::io(path, e))
 }
 
 fn cert_err(e: rcgen::Error) -> Error {
@@ -219,12 +229,16 @@ mod tests {
     fn new_names_reissue_the_leaf_under_the_same_ca() {
         let dir = tempfile::tempdir().unwrap();
         let first = TlsMaterial::load_or_create(Some(dir.path()), &[]).unwrap();
-        let second = TlsMaterial::load_or_create(Some(dir.path()), &["backup.example.test".into()]).unwrap();
+        let second =
+            TlsMaterial::load_or_create(Some(dir.path()), &["backup.example.test".into()]).unwrap();
         assert_eq!(first.ca_pem, second.ca_pem);
         assert_ne!(first.chain_pem, second.chain_pem);
         let (_, pem) = x509_parser::pem::parse_x509_pem(second.chain_pem.as_bytes()).unwrap();
         let cert = pem.parse_x509().unwrap();
-        let sans = format!("{:?}", cert.subject_alternative_name().unwrap().unwrap().value);
+        let sans = format!(
+            "{:?}",
+            cert.subject_alternative_name().unwrap().unwrap().value
+        );
         assert!(sans.contains("backup.example.test"), "{sans}");
         assert!(sans.contains("*.vault.localhost"), "{sans}");
     }
@@ -234,7 +248,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         TlsMaterial::load_or_create(Some(dir.path()), &[]).unwrap();
-        let mode = std::fs::metadata(dir.path().join("tls/ca-key.pem")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("tls/ca-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0);
     }
 }

@@ -56,7 +56,12 @@ fn sign(issuer: &TestIssuer, claims: &Value) -> String {
 fn verifier(issuer: &TestIssuer, clock: &SimClock, tenants: TenantPolicy) -> TokenVerifier {
     let jwks = issuer.jwks.clone();
     let cache = KeyCache::new(KeySource::Local(Arc::new(move || jwks.clone())));
-    TokenVerifier::new(cache, vec![AUDIENCE.into(), "https://management.azure.com".into()], tenants, clock.clone())
+    TokenVerifier::new(
+        cache,
+        vec![AUDIENCE.into(), "https://management.azure.com".into()],
+        tenants,
+        clock.clone(),
+    )
 }
 
 fn setup() -> (TestIssuer, SimClock, TokenVerifier) {
@@ -74,7 +79,10 @@ fn with(mut claims: Value, key: &str, value: Value) -> Value {
 #[tokio::test]
 async fn a_well_formed_token_is_accepted_with_its_claims() {
     let (issuer, clock, verifier) = setup();
-    let principal = verifier.verify(&sign(&issuer, &claims(&clock))).await.unwrap();
+    let principal = verifier
+        .verify(&sign(&issuer, &claims(&clock)))
+        .await
+        .unwrap();
     assert_eq!(principal.tenant_id, TENANT);
     assert_eq!(principal.object_id, "00000000-0000-0000-0000-0000000000aa");
     assert_eq!(principal.app_id, "00000000-0000-0000-0000-0000000000bb");
@@ -87,7 +95,10 @@ async fn alg_none_is_refused() {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","kid":"test-key-1"}"#);
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(&clock)).unwrap());
     let token = format!("{header}.{payload}.");
-    assert_eq!(verifier.verify(&token).await, Err(TokenError::UnsupportedAlgorithm("none".into())));
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(TokenError::UnsupportedAlgorithm("none".into()))
+    );
 }
 
 #[tokio::test]
@@ -95,8 +106,16 @@ async fn hs256_keyed_with_the_public_key_is_refused() {
     let (issuer, clock, verifier) = setup();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(issuer.kid.clone());
-    let token = jsonwebtoken::encode(&header, &claims(&clock), &EncodingKey::from_secret(issuer.public_pem.as_bytes())).unwrap();
-    assert_eq!(verifier.verify(&token).await, Err(TokenError::UnsupportedAlgorithm("HS256".into())));
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims(&clock),
+        &EncodingKey::from_secret(issuer.public_pem.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(TokenError::UnsupportedAlgorithm("HS256".into()))
+    );
 }
 
 #[tokio::test]
@@ -111,7 +130,10 @@ async fn a_key_outside_the_jwks_is_refused() {
 async fn a_known_kid_with_another_keys_signature_is_refused() {
     let (_, clock, verifier) = setup();
     let impostor = test_issuer("test-key-1");
-    assert_eq!(verifier.verify(&sign(&impostor, &claims(&clock))).await, Err(TokenError::InvalidSignature));
+    assert_eq!(
+        verifier.verify(&sign(&impostor, &claims(&clock))).await,
+        Err(TokenError::InvalidSignature)
+    );
 }
 
 #[tokio::test]
@@ -119,9 +141,13 @@ async fn a_tampered_payload_is_refused() {
     let (issuer, clock, verifier) = setup();
     let token = sign(&issuer, &claims(&clock));
     let mut parts: Vec<&str> = token.split('.').collect();
-    let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&with(claims(&clock), "roles", json!(["Owner"]))).unwrap());
+    let forged = URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&with(claims(&clock), "roles", json!(["Owner"]))).unwrap());
     parts[1] = &forged;
-    assert_eq!(verifier.verify(&parts.join(".")).await, Err(TokenError::InvalidSignature));
+    assert_eq!(
+        verifier.verify(&parts.join(".")).await,
+        Err(TokenError::InvalidSignature)
+    );
 }
 
 #[tokio::test]
@@ -130,29 +156,51 @@ async fn an_expired_token_is_refused_on_the_simulated_clock() {
     let token = sign(&issuer, &claims(&clock));
     assert!(verifier.verify(&token).await.is_ok());
     clock.advance(3600 + 61).unwrap();
-    assert!(matches!(verifier.verify(&token).await, Err(TokenError::Expired { .. })));
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(TokenError::Expired { .. })
+    ));
 }
 
 #[tokio::test]
 async fn small_clock_skew_is_tolerated() {
     let (issuer, clock, verifier) = setup();
     let now = clock.unix();
-    let token = sign(&issuer, &with(with(claims(&clock), "exp", json!(now - 30)), "nbf", json!(now + 30)));
+    let token = sign(
+        &issuer,
+        &with(
+            with(claims(&clock), "exp", json!(now - 30)),
+            "nbf",
+            json!(now + 30),
+        ),
+    );
     assert!(verifier.verify(&token).await.is_ok());
 }
 
 #[tokio::test]
 async fn a_token_not_yet_valid_is_refused() {
     let (issuer, clock, verifier) = setup();
-    let token = sign(&issuer, &with(claims(&clock), "nbf", json!(clock.unix() + 600)));
-    assert!(matches!(verifier.verify(&token).await, Err(TokenError::NotYetValid { .. })));
+    let token = sign(
+        &issuer,
+        &with(claims(&clock), "nbf", json!(clock.unix() + 600)),
+    );
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(TokenError::NotYetValid { .. })
+    ));
 }
 
 #[tokio::test]
 async fn a_wrong_audience_is_refused() {
     let (issuer, clock, verifier) = setup();
-    let token = sign(&issuer, &with(claims(&clock), "aud", json!("https://vault.azure.net")));
-    assert_eq!(verifier.verify(&token).await, Err(TokenError::WrongAudience("https://vault.azure.net".into())));
+    let token = sign(
+        &issuer,
+        &with(claims(&clock), "aud", json!("https://vault.azure.net")),
+    );
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(TokenError::WrongAudience("https://vault.azure.net".into()))
+    );
 }
 
 #[tokio::test]
@@ -165,7 +213,11 @@ async fn a_wrong_issuer_is_refused() {
     ];
     for iss in table {
         let token = sign(&issuer, &with(claims(&clock), "iss", json!(iss)));
-        assert_eq!(verifier.verify(&token).await, Err(TokenError::WrongIssuer(iss.clone())), "{iss}");
+        assert_eq!(
+            verifier.verify(&token).await,
+            Err(TokenError::WrongIssuer(iss.clone())),
+            "{iss}"
+        );
     }
 }
 
@@ -174,23 +226,43 @@ async fn another_tenant_is_refused() {
     let (issuer, clock, verifier) = setup();
     let token = sign(
         &issuer,
-        &with(with(claims(&clock), "tid", json!(OTHER_TENANT)), "iss", json!(format!("https://sts.windows.net/{OTHER_TENANT}/"))),
+        &with(
+            with(claims(&clock), "tid", json!(OTHER_TENANT)),
+            "iss",
+            json!(format!("https://sts.windows.net/{OTHER_TENANT}/")),
+        ),
     );
-    assert_eq!(verifier.verify(&token).await, Err(TokenError::TenantNotAccepted(OTHER_TENANT.into())));
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(TokenError::TenantNotAccepted(OTHER_TENANT.into()))
+    );
 }
 
 #[tokio::test]
 async fn missing_or_malformed_headers_are_refused() {
     let (_, _, verifier) = setup();
     assert_eq!(verifier.verify_header(None).await, Err(TokenError::Missing));
-    assert_eq!(verifier.verify_header(Some("Basic abc")).await, Err(TokenError::NotBearer));
-    assert_eq!(verifier.verify_header(Some("Bearer")).await, Err(TokenError::NotBearer));
-    assert!(matches!(verifier.verify_header(Some("Bearer not-a-jwt")).await, Err(TokenError::Malformed(_))));
+    assert_eq!(
+        verifier.verify_header(Some("Basic abc")).await,
+        Err(TokenError::NotBearer)
+    );
+    assert_eq!(
+        verifier.verify_header(Some("Bearer")).await,
+        Err(TokenError::NotBearer)
+    );
+    assert!(matches!(
+        verifier.verify_header(Some("Bearer not-a-jwt")).await,
+        Err(TokenError::Malformed(_))
+    ));
 }
 
 #[tokio::test]
 async fn a_token_without_kid_is_refused() {
     let (issuer, clock, verifier) = setup();
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(&clock), &issuer.key).unwrap();
-    assert!(matches!(verifier.verify(&token).await, Err(TokenError::Malformed(_))));
+    let token =
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(&clock), &issuer.key).unwrap();
+    assert!(matches!(
+        verifier.verify(&token).await,
+        Err(TokenError::Malformed(_))
+    ));
 }

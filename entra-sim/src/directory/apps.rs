@@ -102,23 +102,33 @@ pub struct ClientApplication {
 }
 
 pub(crate) fn secret_digest(secret: &str) -> Vec<u8> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes()).as_ref().to_vec()
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
 }
 
 /// A secret in the portal's style: 40 characters, `~` in fourth position after the hint.
 fn generate_secret() -> Result<String> {
     let mut bytes = [0u8; 30];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| EntraError::Crypto("random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| EntraError::Crypto("random generator failed".into()))?;
     let body = URL_SAFE_NO_PAD.encode(bytes);
     Ok(format!("{}8Q~{}", &body[..3], &body[3..]))
 }
 
 impl Directory {
-    pub async fn create_application(&self, tenant_id: &str, new: NewApplication, now: i64) -> Result<Application> {
+    pub async fn create_application(
+        &self,
+        tenant_id: &str,
+        new: NewApplication,
+        now: i64,
+    ) -> Result<Application> {
         let tenant = self.tenant(tenant_id).await?;
         let display_name = new.display_name.trim().to_string();
         if display_name.is_empty() || display_name.len() > 256 {
-            return Err(EntraError::InvalidInput("'displayName' must be 1 to 256 characters.".into()));
+            return Err(EntraError::InvalidInput(
+                "'displayName' must be 1 to 256 characters.".into(),
+            ));
         }
         for uri in &new.identifier_uris {
             if !(uri.starts_with("api://") || uri.starts_with("https://")) || uri.len() > 255 {
@@ -128,7 +138,10 @@ impl Directory {
             }
         }
         for role in &new.app_roles {
-            if role.value.is_empty() || role.value.contains(char::is_whitespace) || role.value.len() > 120 {
+            if role.value.is_empty()
+                || role.value.contains(char::is_whitespace)
+                || role.value.len() > 120
+            {
                 return Err(EntraError::InvalidInput(format!(
                     "appRoles values must be 1 to 120 characters without spaces, got '{}'.",
                     role.value
@@ -181,10 +194,12 @@ impl Directory {
 
     pub async fn list_applications(&self, tenant_id: &str) -> Result<Vec<Application>> {
         let tenant = self.tenant(tenant_id).await?;
-        let ids: Vec<String> = sqlx::query_scalar("SELECT app_id FROM applications WHERE tenant_id = ? ORDER BY created_at, app_id")
-            .bind(&tenant.id)
-            .fetch_all(&self.pool)
-            .await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT app_id FROM applications WHERE tenant_id = ? ORDER BY created_at, app_id",
+        )
+        .bind(&tenant.id)
+        .fetch_all(&self.pool)
+        .await?;
         let mut apps = Vec::with_capacity(ids.len());
         for app_id in ids {
             apps.push(self.application(&tenant.id, &app_id).await?);
@@ -225,19 +240,26 @@ impl Directory {
     pub async fn delete_application(&self, tenant_id: &str, app_id: &str) -> Result<()> {
         let app = self.application(tenant_id, app_id).await?;
         if app.app_id == sim_core::well_known::ADMIN_CLIENT_ID {
-            return Err(EntraError::Conflict("The well-known admin application cannot be deleted.".into()));
+            return Err(EntraError::Conflict(
+                "The well-known admin application cannot be deleted.".into(),
+            ));
         }
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM app_role_assignments WHERE principal_object_id = ? OR resource_app_id = ?")
-            .bind(&app.service_principal_id)
-            .bind(&app.app_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM app_role_assignments WHERE principal_object_id = ? OR resource_app_id = ?",
+        )
+        .bind(&app.service_principal_id)
+        .bind(&app.app_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM service_principals WHERE object_id = ?")
             .bind(&app.service_principal_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM applications WHERE object_id = ?").bind(&app.id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM applications WHERE object_id = ?")
+            .bind(&app.id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -254,7 +276,9 @@ impl Directory {
         let app = self.application(tenant_id, app_id).await?;
         let end_at = end_at.unwrap_or(now + DEFAULT_SECRET_LIFETIME);
         if end_at <= now {
-            return Err(EntraError::InvalidInput("'endDateTime' must be in the future.".into()));
+            return Err(EntraError::InvalidInput(
+                "'endDateTime' must be in the future.".into(),
+            ));
         }
         let secret = generate_secret()?;
         let stored = StoredSecret {
@@ -284,11 +308,12 @@ impl Directory {
 
     pub async fn remove_password(&self, tenant_id: &str, app_id: &str, key_id: &str) -> Result<()> {
         let app = self.application(tenant_id, app_id).await?;
-        let done = sqlx::query("DELETE FROM password_credentials WHERE key_id = ? AND app_object_id = ?")
-            .bind(key_id)
-            .bind(&app.id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM password_credentials WHERE key_id = ? AND app_object_id = ?")
+                .bind(key_id)
+                .bind(&app.id)
+                .execute(&self.pool)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(EntraError::NotFound {
                 kind: "Password credential",
@@ -308,9 +333,15 @@ impl Directory {
     ) -> Result<KeyCredential> {
         let app = self.application(tenant_id, app_id).await?;
         let der = certificate_der(certificate)?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&der)
-            .map_err(|e| EntraError::InvalidInput(format!("'certificate' is not a valid X.509 certificate: {e}")))?;
-        if !matches!(cert.public_key().parsed(), Ok(x509_parser::public_key::PublicKey::RSA(_))) {
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| {
+            EntraError::InvalidInput(format!(
+                "'certificate' is not a valid X.509 certificate: {e}"
+            ))
+        })?;
+        if !matches!(
+            cert.public_key().parsed(),
+            Ok(x509_parser::public_key::PublicKey::RSA(_))
+        ) {
             return Err(EntraError::InvalidInput(
                 "Only RSA certificates can sign client assertions (RS256/PS256); this certificate has another key type.".into(),
             ));
@@ -355,13 +386,19 @@ impl Directory {
         Ok(credential)
     }
 
-    pub async fn remove_certificate(&self, tenant_id: &str, app_id: &str, key_id: &str) -> Result<()> {
+    pub async fn remove_certificate(
+        &self,
+        tenant_id: &str,
+        app_id: &str,
+        key_id: &str,
+    ) -> Result<()> {
         let app = self.application(tenant_id, app_id).await?;
-        let done = sqlx::query("DELETE FROM key_credentials WHERE key_id = ? AND app_object_id = ?")
-            .bind(key_id)
-            .bind(&app.id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM key_credentials WHERE key_id = ? AND app_object_id = ?")
+                .bind(key_id)
+                .bind(&app.id)
+                .execute(&self.pool)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(EntraError::NotFound {
                 kind: "Key credential",
@@ -372,7 +409,11 @@ impl Directory {
     }
 
     /// The confidential client `client_id` of tenant `tenant_id`, if registered there.
-    pub async fn client_application(&self, tenant_id: &str, client_id: &str) -> Result<Option<ClientApplication>> {
+    pub async fn client_application(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<ClientApplication>> {
         let row = sqlx::query_as::<_, (String, String, String)>(
             "SELECT a.object_id, a.app_id, sp.object_id
              FROM applications a JOIN service_principals sp ON sp.tenant_id = a.tenant_id AND sp.app_id = a.app_id
@@ -382,15 +423,22 @@ impl Directory {
         .bind(client_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(app_object_id, app_id, service_principal_id)| ClientApplication {
-            app_object_id,
-            app_id,
-            service_principal_id,
-        }))
+        Ok(row.map(
+            |(app_object_id, app_id, service_principal_id)| ClientApplication {
+                app_object_id,
+                app_id,
+                service_principal_id,
+            },
+        ))
     }
 
     /// Checks `secret` against the app's secrets: `Ok` when a current one matches.
-    pub async fn check_secret(&self, client: &ClientApplication, secret: &str, now: i64) -> Result<()> {
+    pub async fn check_secret(
+        &self,
+        client: &ClientApplication,
+        secret: &str,
+        now: i64,
+    ) -> Result<()> {
         let rows = sqlx::query_as::<_, (Vec<u8>, i64, i64)>(
             "SELECT secret_sha256, start_at, end_at FROM password_credentials WHERE app_object_id = ?",
         )
@@ -398,9 +446,9 @@ impl Directory {
         .fetch_all(&self.pool)
         .await?;
         let digest = secret_digest(secret);
-        let matching = rows
-            .iter()
-            .find(|(stored, _, _)| aws_lc_rs::constant_time::verify_slices_are_equal(stored, &digest).is_ok());
+        let matching = rows.iter().find(|(stored, _, _)| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(stored, &digest).is_ok()
+        });
         match matching {
             Some((_, start, end)) if *start <= now + 300 && now < *end => Ok(()),
             Some(_) => Err(EntraError::ExpiredClientSecret(client.app_id.clone())),
@@ -417,13 +465,15 @@ impl Directory {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(key_id, display_name, hint, start_date_time, end_date_time)| StoredSecret {
-                key_id,
-                display_name,
-                hint,
-                start_date_time,
-                end_date_time,
-            })
+            .map(
+                |(key_id, display_name, hint, start_date_time, end_date_time)| StoredSecret {
+                    key_id,
+                    display_name,
+                    hint,
+                    start_date_time,
+                    end_date_time,
+                },
+            )
             .collect())
     }
 
@@ -438,27 +488,36 @@ impl Directory {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(key_id, display_name, sha1, sha256, der, start, end)| KeyCredential {
-                custom_key_identifier: URL_SAFE_NO_PAD
-                    .decode(&sha1)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|b| format!("{b:02X}"))
-                    .collect(),
-                key_id,
-                display_name,
-                thumbprint_sha1: sha1,
-                thumbprint_sha256: sha256,
-                certificate_der: der,
-                start_date_time: start,
-                end_date_time: end,
-            })
+            .map(
+                |(key_id, display_name, sha1, sha256, der, start, end)| KeyCredential {
+                    custom_key_identifier: URL_SAFE_NO_PAD
+                        .decode(&sha1)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|b| format!("{b:02X}"))
+                        .collect(),
+                    key_id,
+                    display_name,
+                    thumbprint_sha1: sha1,
+                    thumbprint_sha256: sha256,
+                    certificate_der: der,
+                    start_date_time: start,
+                    end_date_time: end,
+                },
+            )
             .collect())
     }
 
     /// The registered app whose app id or identifier URI is `resource`, in this tenant.
-    pub async fn application_for_resource(&self, tenant_id: &str, resource: &str) -> Result<Option<(String, Vec<AppRole>)>> {
-        let bare = resource.strip_prefix("api://").unwrap_or(resource).trim_end_matches('/');
+    pub async fn application_for_resource(
+        &self,
+        tenant_id: &str,
+        resource: &str,
+    ) -> Result<Option<(String, Vec<AppRole>)>> {
+        let bare = resource
+            .strip_prefix("api://")
+            .unwrap_or(resource)
+            .trim_end_matches('/');
         let row = sqlx::query_as::<_, (String, String)>(
             "SELECT a.app_id, a.app_roles FROM applications a
              WHERE a.tenant_id = ?1 AND (a.app_id = ?2 COLLATE NOCASE
@@ -477,8 +536,9 @@ impl Directory {
 fn certificate_der(input: &str) -> Result<Vec<u8>> {
     let input = input.trim();
     if input.starts_with("-----BEGIN") {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(input.as_bytes())
-            .map_err(|e| EntraError::InvalidInput(format!("'certificate' is not a valid PEM certificate: {e}")))?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(input.as_bytes()).map_err(|e| {
+            EntraError::InvalidInput(format!("'certificate' is not a valid PEM certificate: {e}"))
+        })?;
         if pem.label != "CERTIFICATE" {
             return Err(EntraError::InvalidInput(format!(
                 "'certificate' must be a CERTIFICATE PEM block, got '{}'. Never upload a private key.",
@@ -489,6 +549,10 @@ fn certificate_der(input: &str) -> Result<Vec<u8>> {
     } else {
         base64::engine::general_purpose::STANDARD
             .decode(input.split_whitespace().collect::<String>())
-            .map_err(|_| EntraError::InvalidInput("'certificate' must be a PEM certificate or base64-encoded DER.".into()))
+            .map_err(|_| {
+                EntraError::InvalidInput(
+                    "'certificate' must be a PEM certificate or base64-encoded DER.".into(),
+                )
+            })
     }
 }

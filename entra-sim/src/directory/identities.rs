@@ -76,7 +76,9 @@ pub struct ServicePrincipal {
 
 type IdentityRow = (String, String, String, String, String, String, i64);
 
-fn identity_from_row((principal_id, client_id, tenant_id, resource_id, kind, name, created_at): IdentityRow) -> ManagedIdentity {
+fn identity_from_row(
+    (principal_id, client_id, tenant_id, resource_id, kind, name, created_at): IdentityRow,
+) -> ManagedIdentity {
     ManagedIdentity {
         principal_id,
         client_id,
@@ -93,11 +95,18 @@ fn identity_from_row((principal_id, client_id, tenant_id, resource_id, kind, nam
 }
 
 impl Directory {
-    pub async fn create_managed_identity(&self, tenant_id: &str, new: NewManagedIdentity, now: i64) -> Result<ManagedIdentity> {
+    pub async fn create_managed_identity(
+        &self,
+        tenant_id: &str,
+        new: NewManagedIdentity,
+        now: i64,
+    ) -> Result<ManagedIdentity> {
         let tenant = self.tenant(tenant_id).await?;
         let name = new.name.trim();
         if name.is_empty() || name.len() > 128 {
-            return Err(EntraError::InvalidInput("'name' must be 1 to 128 characters.".into()));
+            return Err(EntraError::InvalidInput(
+                "'name' must be 1 to 128 characters.".into(),
+            ));
         }
         if !new.resource_id.starts_with("/subscriptions/") {
             return Err(EntraError::InvalidInput(format!(
@@ -107,7 +116,8 @@ impl Directory {
         }
         let object_id = Uuid::new_v4().to_string();
         let client_id = Uuid::new_v4().to_string();
-        self.insert_managed_identity(&tenant.id, &object_id, &client_id, &new, now).await
+        self.insert_managed_identity(&tenant.id, &object_id, &client_id, &new, now)
+            .await
     }
 
     pub(super) async fn insert_managed_identity(
@@ -178,7 +188,10 @@ impl Directory {
 
     /// Finds an identity by client id, object id or resource id (in any tenant: those ids
     /// are globally unique).
-    pub async fn managed_identity(&self, selector: &IdentitySelector) -> Result<Option<ManagedIdentity>> {
+    pub async fn managed_identity(
+        &self,
+        selector: &IdentitySelector,
+    ) -> Result<Option<ManagedIdentity>> {
         let (sql, value) = match selector {
             IdentitySelector::ClientId(v) => (
                 "SELECT object_id, client_id, tenant_id, resource_id, kind, name, created_at FROM managed_identities WHERE client_id = ? COLLATE NOCASE",
@@ -194,16 +207,18 @@ impl Directory {
             ),
         };
         let row = sqlx::query_as::<_, IdentityRow>(sql)
-        .bind(value)
-        .fetch_optional(&self.pool)
-        .await?;
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(identity_from_row))
     }
 
     pub async fn delete_managed_identity(&self, tenant_id: &str, principal_id: &str) -> Result<()> {
         let tenant = self.tenant(tenant_id).await?;
         if principal_id.eq_ignore_ascii_case(super::HOST_IDENTITY_OBJECT_ID) {
-            return Err(EntraError::Conflict("The well-known host identity cannot be deleted.".into()));
+            return Err(EntraError::Conflict(
+                "The well-known host identity cannot be deleted.".into(),
+            ));
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM app_role_assignments WHERE principal_object_id = ?")
@@ -267,7 +282,10 @@ impl Directory {
         })?;
         let defined_roles: Vec<String> = match resources::first_party_by_app_id(resource_app_id) {
             Some(resource) => resource.app_roles.iter().map(|r| r.to_string()).collect(),
-            None => match self.application_for_resource(&tenant.id, resource_app_id).await? {
+            None => match self
+                .application_for_resource(&tenant.id, resource_app_id)
+                .await?
+            {
                 Some((_, roles)) => roles.into_iter().map(|r| r.value).collect(),
                 None => {
                     return Err(EntraError::NotFound {
@@ -302,14 +320,19 @@ impl Directory {
         .await;
         match inserted {
             Ok(_) => Ok(assignment),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(EntraError::Conflict(format!(
-                "The principal already has the app role '{app_role}' on '{resource_app_id}'."
-            ))),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(EntraError::Conflict(format!(
+                    "The principal already has the app role '{app_role}' on '{resource_app_id}'."
+                )))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
-    pub async fn list_app_role_assignments(&self, tenant_id: &str) -> Result<Vec<AppRoleAssignment>> {
+    pub async fn list_app_role_assignments(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Vec<AppRoleAssignment>> {
         let tenant = self.tenant(tenant_id).await?;
         let rows = sqlx::query_as::<_, (String, String, String, String, i64)>(
             "SELECT r.id, r.principal_object_id, r.resource_app_id, r.app_role, r.created_at
@@ -321,13 +344,15 @@ impl Directory {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, principal_id, resource_app_id, app_role, created_at)| AppRoleAssignment {
-                id,
-                principal_id,
-                resource_app_id,
-                app_role,
-                created_at,
-            })
+            .map(
+                |(id, principal_id, resource_app_id, app_role, created_at)| AppRoleAssignment {
+                    id,
+                    principal_id,
+                    resource_app_id,
+                    app_role,
+                    created_at,
+                },
+            )
             .collect())
     }
 
@@ -350,7 +375,11 @@ impl Directory {
     }
 
     /// The app roles `principal_id` holds on resource app `resource_app_id`.
-    pub async fn roles_for(&self, principal_id: &str, resource_app_id: &str) -> Result<Vec<String>> {
+    pub async fn roles_for(
+        &self,
+        principal_id: &str,
+        resource_app_id: &str,
+    ) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT app_role FROM app_role_assignments WHERE principal_object_id = ? AND resource_app_id = ? COLLATE NOCASE ORDER BY app_role",
         )

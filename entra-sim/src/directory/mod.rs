@@ -8,8 +8,14 @@
 mod apps;
 mod identities;
 
-pub use apps::{Application, AppRole, ClientApplication, KeyCredential, NewApplication, NewPassword, StoredSecret};
-pub use identities::{AppRoleAssignment, IdentitySelector, ManagedIdentity, ManagedIdentityKind, NewManagedIdentity, ServicePrincipal};
+pub use apps::{
+    AppRole, Application, ClientApplication, KeyCredential, NewApplication, NewPassword,
+    StoredSecret,
+};
+pub use identities::{
+    AppRoleAssignment, IdentitySelector, ManagedIdentity, ManagedIdentityKind, NewManagedIdentity,
+    ServicePrincipal,
+};
 
 use serde::{Deserialize, Serialize};
 use sim_core::db::Storage;
@@ -115,7 +121,11 @@ impl Directory {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        if self.managed_identity(&IdentitySelector::ObjectId(HOST_IDENTITY_OBJECT_ID.into())).await?.is_none() {
+        if self
+            .managed_identity(&IdentitySelector::ObjectId(HOST_IDENTITY_OBJECT_ID.into()))
+            .await?
+            .is_none()
+        {
             self.insert_managed_identity(
                 well_known::TENANT_ID,
                 HOST_IDENTITY_OBJECT_ID,
@@ -136,7 +146,9 @@ impl Directory {
     /// stay, so tokens verifiers have cached keep verifying.
     pub async fn reset(&self, now: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM app_role_assignments").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM app_role_assignments")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM tenants").execute(&mut *tx).await?;
         tx.commit().await?;
         self.seed_well_known(now).await
@@ -160,10 +172,12 @@ impl Directory {
 
     /// Like [`resolve_tenant`](Self::resolve_tenant) but absent is an error.
     pub async fn tenant(&self, id_or_domain: &str) -> Result<Tenant> {
-        self.resolve_tenant(id_or_domain).await?.ok_or_else(|| EntraError::NotFound {
-            kind: "Tenant",
-            id: id_or_domain.to_string(),
-        })
+        self.resolve_tenant(id_or_domain)
+            .await?
+            .ok_or_else(|| EntraError::NotFound {
+                kind: "Tenant",
+                id: id_or_domain.to_string(),
+            })
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -186,7 +200,9 @@ impl Directory {
     pub async fn create_tenant(&self, new: NewTenant, now: i64) -> Result<Tenant> {
         let display_name = new.display_name.trim();
         if display_name.is_empty() || display_name.len() > 256 {
-            return Err(EntraError::InvalidInput("'displayName' must be 1 to 256 characters.".into()));
+            return Err(EntraError::InvalidInput(
+                "'displayName' must be 1 to 256 characters.".into(),
+            ));
         }
         let id = match new.id {
             Some(id) => uuid::Uuid::parse_str(&id)
@@ -194,19 +210,23 @@ impl Directory {
                 .to_string(),
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let domain = new.domain.unwrap_or_else(|| format!("tenant{}.onmicrosoft.com", &id[..8]));
+        let domain = new
+            .domain
+            .unwrap_or_else(|| format!("tenant{}.onmicrosoft.com", &id[..8]));
         if !is_domain_name(&domain) {
             return Err(EntraError::InvalidInput(format!(
                 "'domain' must be a DNS name such as contoso.onmicrosoft.com, got '{domain}'."
             )));
         }
-        let inserted = sqlx::query("INSERT INTO tenants (id, display_name, domain, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&id)
-            .bind(display_name)
-            .bind(&domain)
-            .bind(now)
-            .execute(&self.pool)
-            .await;
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (id, display_name, domain, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(display_name)
+        .bind(&domain)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
         match inserted {
             Ok(_) => Ok(Tenant {
                 id,
@@ -214,9 +234,9 @@ impl Directory {
                 domain,
                 created_at: now,
             }),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(EntraError::Conflict(format!(
-                "A tenant with id '{id}' or domain '{domain}' already exists."
-            ))),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(EntraError::Conflict(
+                format!("A tenant with id '{id}' or domain '{domain}' already exists."),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -235,7 +255,10 @@ impl Directory {
         .bind(&tenant.id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM tenants WHERE id = ?").bind(&tenant.id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM tenants WHERE id = ?")
+            .bind(&tenant.id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

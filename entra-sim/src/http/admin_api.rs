@@ -22,7 +22,12 @@ type Admin = Authenticated<ApiError>;
 type ApiResult = Result<Response, ApiError>;
 
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("InvalidRequestContent", format!("The request body is not valid: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(
+            "InvalidRequestContent",
+            format!("The request body is not valid: {e}"),
+        )
+    })
 }
 
 fn created<T: serde::Serialize>(value: T) -> Response {
@@ -38,40 +43,79 @@ pub async fn list_tenants(State(s): State<EntraState>, Authenticated(p, _): Admi
     Ok(list(s.issuer.directory.list_tenants().await?))
 }
 
-pub async fn create_tenant(State(s): State<EntraState>, Authenticated(p, _): Admin, b: Bytes) -> ApiResult {
+pub async fn create_tenant(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    b: Bytes,
+) -> ApiResult {
     require_admin(&p)?;
     let new: NewTenant = body(&b)?;
-    Ok(created(s.issuer.directory.create_tenant(new, s.issuer.clock.unix()).await?))
+    Ok(created(
+        s.issuer
+            .directory
+            .create_tenant(new, s.issuer.clock.unix())
+            .await?,
+    ))
 }
 
-pub async fn get_tenant(State(s): State<EntraState>, Authenticated(p, _): Admin, Path(t): Path<String>) -> ApiResult {
+pub async fn get_tenant(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path(t): Path<String>,
+) -> ApiResult {
     require_admin(&p)?;
     Ok(Json(s.issuer.directory.tenant(&t).await?).into_response())
 }
 
-pub async fn delete_tenant(State(s): State<EntraState>, Authenticated(p, _): Admin, Path(t): Path<String>) -> ApiResult {
+pub async fn delete_tenant(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path(t): Path<String>,
+) -> ApiResult {
     require_admin(&p)?;
     s.issuer.directory.delete_tenant(&t).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn list_applications(State(s): State<EntraState>, Authenticated(p, _): Admin, Path(t): Path<String>) -> ApiResult {
+pub async fn list_applications(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path(t): Path<String>,
+) -> ApiResult {
     require_admin(&p)?;
     Ok(list(s.issuer.directory.list_applications(&t).await?))
 }
 
-pub async fn create_application(State(s): State<EntraState>, Authenticated(p, _): Admin, Path(t): Path<String>, b: Bytes) -> ApiResult {
+pub async fn create_application(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path(t): Path<String>,
+    b: Bytes,
+) -> ApiResult {
     require_admin(&p)?;
     let new: NewApplication = body(&b)?;
-    Ok(created(s.issuer.directory.create_application(&t, new, s.issuer.clock.unix()).await?))
+    Ok(created(
+        s.issuer
+            .directory
+            .create_application(&t, new, s.issuer.clock.unix())
+            .await?,
+    ))
 }
 
-pub async fn get_application(State(s): State<EntraState>, Authenticated(p, _): Admin, Path((t, app)): Path<(String, String)>) -> ApiResult {
+pub async fn get_application(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path((t, app)): Path<(String, String)>,
+) -> ApiResult {
     require_admin(&p)?;
     Ok(Json(s.issuer.directory.application(&t, &app).await?).into_response())
 }
 
-pub async fn delete_application(State(s): State<EntraState>, Authenticated(p, _): Admin, Path((t, app)): Path<(String, String)>) -> ApiResult {
+pub async fn delete_application(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path((t, app)): Path<(String, String)>,
+) -> ApiResult {
     require_admin(&p)?;
     s.issuer.directory.delete_application(&t, &app).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -85,13 +129,28 @@ struct NewSecretRequest {
     end_date_time: Option<i64>,
 }
 
-pub async fn add_secret(State(s): State<EntraState>, Authenticated(p, _): Admin, Path((t, app)): Path<(String, String)>, b: Bytes) -> ApiResult {
+pub async fn add_secret(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path((t, app)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     require_admin(&p)?;
-    let request: NewSecretRequest = if b.is_empty() { NewSecretRequest::default() } else { body(&b)? };
+    let request: NewSecretRequest = if b.is_empty() {
+        NewSecretRequest::default()
+    } else {
+        body(&b)?
+    };
     let secret = s
         .issuer
         .directory
-        .add_password(&t, &app, request.display_name, request.end_date_time, s.issuer.clock.unix())
+        .add_password(
+            &t,
+            &app,
+            request.display_name,
+            request.end_date_time,
+            s.issuer.clock.unix(),
+        )
         .await?;
     Ok(created(secret))
 }
@@ -136,24 +195,45 @@ pub async fn remove_certificate(
     Path((t, app, key)): Path<(String, String, String)>,
 ) -> ApiResult {
     require_admin(&p)?;
-    s.issuer.directory.remove_certificate(&t, &app, &key).await?;
+    s.issuer
+        .directory
+        .remove_certificate(&t, &app, &key)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn list_service_principals(State(s): State<EntraState>, Authenticated(p, _): Admin, Path(t): Path<String>) -> ApiResult {
+pub async fn list_service_principals(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path(t): Path<String>,
+) -> ApiResult {
     require_admin(&p)?;
     Ok(list(s.issuer.directory.list_service_principals(&t).await?))
 }
 
-pub async fn list_managed_identities(State(s): State<EntraState>, Authenticated(p, _): Admin, Path(t): Path<String>) -> ApiResult {
+pub async fn list_managed_identities(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path(t): Path<String>,
+) -> ApiResult {
     require_admin(&p)?;
     Ok(list(s.issuer.directory.list_managed_identities(&t).await?))
 }
 
-pub async fn create_managed_identity(State(s): State<EntraState>, Authenticated(p, _): Admin, Path(t): Path<String>, b: Bytes) -> ApiResult {
+pub async fn create_managed_identity(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path(t): Path<String>,
+    b: Bytes,
+) -> ApiResult {
     require_admin(&p)?;
     let new: NewManagedIdentity = body(&b)?;
-    Ok(created(s.issuer.directory.create_managed_identity(&t, new, s.issuer.clock.unix()).await?))
+    Ok(created(
+        s.issuer
+            .directory
+            .create_managed_identity(&t, new, s.issuer.clock.unix())
+            .await?,
+    ))
 }
 
 pub async fn delete_managed_identity(
@@ -162,7 +242,10 @@ pub async fn delete_managed_identity(
     Path((t, principal)): Path<(String, String)>,
 ) -> ApiResult {
     require_admin(&p)?;
-    s.issuer.directory.delete_managed_identity(&t, &principal).await?;
+    s.issuer
+        .directory
+        .delete_managed_identity(&t, &principal)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -174,18 +257,35 @@ struct NewAssignmentRequest {
     app_role: String,
 }
 
-pub async fn list_role_assignments(State(s): State<EntraState>, Authenticated(p, _): Admin, Path(t): Path<String>) -> ApiResult {
+pub async fn list_role_assignments(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path(t): Path<String>,
+) -> ApiResult {
     require_admin(&p)?;
-    Ok(list(s.issuer.directory.list_app_role_assignments(&t).await?))
+    Ok(list(
+        s.issuer.directory.list_app_role_assignments(&t).await?,
+    ))
 }
 
-pub async fn create_role_assignment(State(s): State<EntraState>, Authenticated(p, _): Admin, Path(t): Path<String>, b: Bytes) -> ApiResult {
+pub async fn create_role_assignment(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+    Path(t): Path<String>,
+    b: Bytes,
+) -> ApiResult {
     require_admin(&p)?;
     let r: NewAssignmentRequest = body(&b)?;
     let assignment = s
         .issuer
         .directory
-        .assign_app_role(&t, &r.principal_id, &r.resource_app_id, &r.app_role, s.issuer.clock.unix())
+        .assign_app_role(
+            &t,
+            &r.principal_id,
+            &r.resource_app_id,
+            &r.app_role,
+            s.issuer.clock.unix(),
+        )
         .await?;
     Ok(created(assignment))
 }
@@ -196,12 +296,18 @@ pub async fn delete_role_assignment(
     Path((t, id)): Path<(String, String)>,
 ) -> ApiResult {
     require_admin(&p)?;
-    s.issuer.directory.delete_app_role_assignment(&t, &id).await?;
+    s.issuer
+        .directory
+        .delete_app_role_assignment(&t, &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Rotates the token-signing key: the JWKS then holds the new and the previous key.
-pub async fn rotate_signing_key(State(s): State<EntraState>, Authenticated(p, _): Admin) -> ApiResult {
+pub async fn rotate_signing_key(
+    State(s): State<EntraState>,
+    Authenticated(p, _): Admin,
+) -> ApiResult {
     require_admin(&p)?;
     let kid = s.issuer.keys.rotate(s.issuer.clock.unix()).await?;
     Ok(Json(json!({ "currentKid": kid })).into_response())

@@ -14,7 +14,10 @@ use crate::error::EntraError;
 
 /// The tenant id to put in documents: generic segments keep Entra's `{tenantid}` marker.
 async fn tenant_in_documents(state: &EntraState, segment: &str) -> Result<String, EntraError> {
-    if matches!(segment.to_ascii_lowercase().as_str(), "common" | "organizations" | "consumers") {
+    if matches!(
+        segment.to_ascii_lowercase().as_str(),
+        "common" | "organizations" | "consumers"
+    ) {
         return Ok("{tenantid}".into());
     }
     Ok(state
@@ -26,10 +29,17 @@ async fn tenant_in_documents(state: &EntraState, segment: &str) -> Result<String
         .id)
 }
 
-pub async fn openid_configuration_v2(State(state): State<EntraState>, Path(tenant): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn openid_configuration_v2(
+    State(state): State<EntraState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let tid = match tenant_in_documents(&state, &tenant).await {
         Ok(tid) => tid,
-        Err(e) => return e.oauth_response(&oauth_context(&headers, None), state.issuer.clock.now()),
+        Err(e) => {
+            return e.oauth_response(&oauth_context(&headers, None), state.issuer.clock.now());
+        }
     };
     let base = format!("{}/{tenant}", origin(&uri, &headers));
     Json(json!({
@@ -60,10 +70,17 @@ pub async fn openid_configuration_v2(State(state): State<EntraState>, Path(tenan
     .into_response()
 }
 
-pub async fn openid_configuration_v1(State(state): State<EntraState>, Path(tenant): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn openid_configuration_v1(
+    State(state): State<EntraState>,
+    Path(tenant): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let tid = match tenant_in_documents(&state, &tenant).await {
         Ok(tid) => tid,
-        Err(e) => return e.oauth_response(&oauth_context(&headers, None), state.issuer.clock.now()),
+        Err(e) => {
+            return e.oauth_response(&oauth_context(&headers, None), state.issuer.clock.now());
+        }
     };
     let base = format!("{}/{tenant}", origin(&uri, &headers));
     Json(json!({
@@ -86,7 +103,11 @@ pub async fn openid_configuration_v1(State(state): State<EntraState>, Path(tenan
 }
 
 /// JWKS: the current and the previous signing key.
-pub async fn jwks(State(state): State<EntraState>, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+pub async fn jwks(
+    State(state): State<EntraState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(e) = tenant_in_documents(&state, &tenant).await {
         return e.oauth_response(&oauth_context(&headers, None), state.issuer.clock.now());
     }
@@ -99,7 +120,11 @@ pub struct InstanceQuery {
 }
 
 /// `GET /common/discovery/instance` for clients that cannot turn instance discovery off.
-pub async fn instance_discovery(uri: Uri, headers: HeaderMap, Query(query): Query<InstanceQuery>) -> Response {
+pub async fn instance_discovery(
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<InstanceQuery>,
+) -> Response {
     let host = origin(&uri, &headers);
     let tenant = query
         .authorization_endpoint

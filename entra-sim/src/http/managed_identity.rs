@@ -21,10 +21,20 @@ use crate::error::EntraError;
 const APP_SERVICE_SELECTORS: &[&str] = &["client_id", "object_id", "principal_id", "mi_res_id"];
 const IMDS_SELECTORS: &[&str] = &["client_id", "object_id", "msi_res_id", "mi_res_id"];
 
-fn selector(query: &HashMap<String, String>, allowed: &[&str]) -> Result<Option<IdentitySelector>, String> {
-    let given: Vec<&&str> = allowed.iter().filter(|name| query.contains_key(**name)).collect();
+fn selector(
+    query: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<Option<IdentitySelector>, String> {
+    let given: Vec<&&str> = allowed
+        .iter()
+        .filter(|name| query.contains_key(**name))
+        .collect();
     if given.len() > 1 {
-        return Err(format!("Give at most one of {}; got {}.", allowed.join(", "), given.len()));
+        return Err(format!(
+            "Give at most one of {}; got {}.",
+            allowed.join(", "),
+            given.len()
+        ));
     }
     Ok(given.first().map(|name| {
         let value = query[**name].clone();
@@ -45,18 +55,37 @@ pub async fn app_service_token(
     let fail = |status: StatusCode, message: String| {
         (status, Json(json!({"statusCode": status.as_u16(), "message": message, "correlationId": uuid::Uuid::new_v4()}))).into_response()
     };
-    match headers.get("x-identity-header").and_then(|v| v.to_str().ok()) {
-        None => return fail(StatusCode::UNAUTHORIZED, "The X-IDENTITY-HEADER header is missing; send the value of IDENTITY_HEADER.".into()),
+    match headers
+        .get("x-identity-header")
+        .and_then(|v| v.to_str().ok())
+    {
+        None => {
+            return fail(
+                StatusCode::UNAUTHORIZED,
+                "The X-IDENTITY-HEADER header is missing; send the value of IDENTITY_HEADER."
+                    .into(),
+            );
+        }
         Some(value) if value != IDENTITY_HEADER => {
-            return fail(StatusCode::UNAUTHORIZED, "The X-IDENTITY-HEADER value does not match this endpoint's IDENTITY_HEADER.".into());
+            return fail(
+                StatusCode::UNAUTHORIZED,
+                "The X-IDENTITY-HEADER value does not match this endpoint's IDENTITY_HEADER."
+                    .into(),
+            );
         }
         Some(_) => {}
     }
     if !query.contains_key("api-version") {
-        return fail(StatusCode::BAD_REQUEST, "The query parameter 'api-version' is required (e.g. 2019-08-01).".into());
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "The query parameter 'api-version' is required (e.g. 2019-08-01).".into(),
+        );
     }
     let Some(resource) = query.get("resource") else {
-        return fail(StatusCode::BAD_REQUEST, "The query parameter 'resource' is required (e.g. https://vault.azure.net).".into());
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "The query parameter 'resource' is required (e.g. https://vault.azure.net).".into(),
+        );
     };
     let selector = match selector(&query, APP_SERVICE_SELECTORS) {
         Ok(s) => s,
@@ -71,26 +100,51 @@ pub async fn app_service_token(
             "client_id": identity.client_id,
         }))
         .into_response(),
-        Err(EntraError::NotFound { id, .. }) => fail(StatusCode::BAD_REQUEST, format!("No managed identity '{id}' is assigned to this host.")),
-        Err(e @ (EntraError::Storage(_) | EntraError::Crypto(_))) => fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(EntraError::NotFound { id, .. }) => fail(
+            StatusCode::BAD_REQUEST,
+            format!("No managed identity '{id}' is assigned to this host."),
+        ),
+        Err(e @ (EntraError::Storage(_) | EntraError::Crypto(_))) => {
+            fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         Err(e) => fail(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
 /// IMDS protocol (`api-version=2018-02-01`); errors are OAuth-shaped like IMDS's.
-pub async fn imds_token(State(state): State<EntraState>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+pub async fn imds_token(
+    State(state): State<EntraState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let fail = |status: StatusCode, error: &str, description: String| {
-        (status, Json(json!({"error": error, "error_description": description}))).into_response()
+        (
+            status,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
     };
     let metadata = headers.get("metadata").and_then(|v| v.to_str().ok());
     if !metadata.is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-        return fail(StatusCode::BAD_REQUEST, "invalid_request", "Required metadata header not specified".into());
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required metadata header not specified".into(),
+        );
     }
     if !query.contains_key("api-version") {
-        return fail(StatusCode::BAD_REQUEST, "invalid_request", "Required query variable 'api-version' is missing".into());
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required query variable 'api-version' is missing".into(),
+        );
     }
     let Some(resource) = query.get("resource") else {
-        return fail(StatusCode::BAD_REQUEST, "invalid_request", "Required query variable 'resource' is missing".into());
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required query variable 'resource' is missing".into(),
+        );
     };
     let selector = match selector(&query, IMDS_SELECTORS) {
         Ok(s) => s,
@@ -108,9 +162,21 @@ pub async fn imds_token(State(state): State<EntraState>, headers: HeaderMap, Que
             "token_type": "Bearer",
         }))
         .into_response(),
-        Err(EntraError::NotFound { .. }) => fail(StatusCode::BAD_REQUEST, "invalid_request", "Identity not found".into()),
-        Err(e @ EntraError::ResourceNotFound { .. }) => fail(StatusCode::BAD_REQUEST, "invalid_resource", format!("AADSTS500011: {e}")),
-        Err(e @ (EntraError::Storage(_) | EntraError::Crypto(_))) => fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", e.to_string()),
+        Err(EntraError::NotFound { .. }) => fail(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Identity not found".into(),
+        ),
+        Err(e @ EntraError::ResourceNotFound { .. }) => fail(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            format!("AADSTS500011: {e}"),
+        ),
+        Err(e @ (EntraError::Storage(_) | EntraError::Crypto(_))) => fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            e.to_string(),
+        ),
         Err(e) => fail(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     }
 }

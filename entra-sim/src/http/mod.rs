@@ -35,15 +35,36 @@ impl FromRef<EntraState> for Arc<TokenVerifier> {
 /// The HTTPS routes: OAuth, discovery, JWKS and the directory admin API.
 pub fn router(state: EntraState) -> Router {
     Router::new()
-        .route("/{tenant}/oauth2/v2.0/token", post(oauth::token_v2).get(oauth::token_v2))
-        .route("/{tenant}/oauth2/token", post(oauth::token_v1).get(oauth::token_v1))
-        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery::openid_configuration_v2))
-        .route("/{tenant}/.well-known/openid-configuration", get(discovery::openid_configuration_v1))
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            post(oauth::token_v2).get(oauth::token_v2),
+        )
+        .route(
+            "/{tenant}/oauth2/token",
+            post(oauth::token_v1).get(oauth::token_v1),
+        )
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(discovery::openid_configuration_v2),
+        )
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(discovery::openid_configuration_v1),
+        )
         .route("/{tenant}/discovery/v2.0/keys", get(discovery::jwks))
         .route("/{tenant}/discovery/keys", get(discovery::jwks))
-        .route("/common/discovery/instance", get(discovery::instance_discovery))
-        .route("/admin/tenants", get(admin_api::list_tenants).post(admin_api::create_tenant))
-        .route("/admin/tenants/{tenant}", get(admin_api::get_tenant).delete(admin_api::delete_tenant))
+        .route(
+            "/common/discovery/instance",
+            get(discovery::instance_discovery),
+        )
+        .route(
+            "/admin/tenants",
+            get(admin_api::list_tenants).post(admin_api::create_tenant),
+        )
+        .route(
+            "/admin/tenants/{tenant}",
+            get(admin_api::get_tenant).delete(admin_api::delete_tenant),
+        )
         .route(
             "/admin/tenants/{tenant}/applications",
             get(admin_api::list_applications).post(admin_api::create_application),
@@ -52,14 +73,26 @@ pub fn router(state: EntraState) -> Router {
             "/admin/tenants/{tenant}/applications/{app_id}",
             get(admin_api::get_application).delete(admin_api::delete_application),
         )
-        .route("/admin/tenants/{tenant}/applications/{app_id}/secrets", post(admin_api::add_secret))
-        .route("/admin/tenants/{tenant}/applications/{app_id}/secrets/{key_id}", delete(admin_api::remove_secret))
-        .route("/admin/tenants/{tenant}/applications/{app_id}/certificates", post(admin_api::add_certificate))
+        .route(
+            "/admin/tenants/{tenant}/applications/{app_id}/secrets",
+            post(admin_api::add_secret),
+        )
+        .route(
+            "/admin/tenants/{tenant}/applications/{app_id}/secrets/{key_id}",
+            delete(admin_api::remove_secret),
+        )
+        .route(
+            "/admin/tenants/{tenant}/applications/{app_id}/certificates",
+            post(admin_api::add_certificate),
+        )
         .route(
             "/admin/tenants/{tenant}/applications/{app_id}/certificates/{key_id}",
             delete(admin_api::remove_certificate),
         )
-        .route("/admin/tenants/{tenant}/servicePrincipals", get(admin_api::list_service_principals))
+        .route(
+            "/admin/tenants/{tenant}/servicePrincipals",
+            get(admin_api::list_service_principals),
+        )
         .route(
             "/admin/tenants/{tenant}/managedIdentities",
             get(admin_api::list_managed_identities).post(admin_api::create_managed_identity),
@@ -72,8 +105,14 @@ pub fn router(state: EntraState) -> Router {
             "/admin/tenants/{tenant}/appRoleAssignments",
             get(admin_api::list_role_assignments).post(admin_api::create_role_assignment),
         )
-        .route("/admin/tenants/{tenant}/appRoleAssignments/{id}", delete(admin_api::delete_role_assignment))
-        .route("/admin/signingKeys/rotate", post(admin_api::rotate_signing_key))
+        .route(
+            "/admin/tenants/{tenant}/appRoleAssignments/{id}",
+            delete(admin_api::delete_role_assignment),
+        )
+        .route(
+            "/admin/signingKeys/rotate",
+            post(admin_api::rotate_signing_key),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -82,13 +121,20 @@ pub fn router(state: EntraState) -> Router {
 pub fn managed_identity_router(state: EntraState) -> Router {
     Router::new()
         .route("/msi/token", get(managed_identity::app_service_token))
-        .route("/metadata/identity/oauth2/token", get(managed_identity::imds_token))
+        .route(
+            "/metadata/identity/oauth2/token",
+            get(managed_identity::imds_token),
+        )
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("entra-sim has no endpoint at '{}'.", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("entra-sim has no endpoint at '{}'.", uri.path()),
+    )
 }
 
 /// `https://<host the client used>`: the HTTP/2 `:authority` (in the URI) or the HTTP/1.1
@@ -97,8 +143,16 @@ pub(crate) fn origin(uri: &axum::http::Uri, headers: &HeaderMap) -> String {
     let host = uri
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok()))
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')))
+        .or_else(|| {
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
         .unwrap_or("localhost");
     format!("https://{host}")
 }
@@ -113,7 +167,9 @@ pub(crate) fn oauth_context(headers: &HeaderMap, request_id: Option<RequestId>) 
         .and_then(|v| uuid::Uuid::parse_str(v).ok())
         .unwrap_or_else(uuid::Uuid::new_v4);
     OAuthContext {
-        trace_id: request_id.map_or_else(uuid::Uuid::new_v4, |id| id.0).to_string(),
+        trace_id: request_id
+            .map_or_else(uuid::Uuid::new_v4, |id| id.0)
+            .to_string(),
         correlation_id: correlation_id.to_string(),
     }
 }

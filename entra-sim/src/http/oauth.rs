@@ -26,13 +26,34 @@ pub enum Endpoint {
 }
 
 /// What every token request hands the shared handler.
-type TokenRequestParts = (State<EntraState>, Path<String>, Option<Extension<RequestId>>, Method, HeaderMap, Bytes);
+type TokenRequestParts = (
+    State<EntraState>,
+    Path<String>,
+    Option<Extension<RequestId>>,
+    Method,
+    HeaderMap,
+    Bytes,
+);
 
-pub async fn token_v2(s: State<EntraState>, t: Path<String>, id: Option<Extension<RequestId>>, m: Method, h: HeaderMap, b: Bytes) -> Response {
+pub async fn token_v2(
+    s: State<EntraState>,
+    t: Path<String>,
+    id: Option<Extension<RequestId>>,
+    m: Method,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
     token((s, t, id, m, h, b), Endpoint::V2).await
 }
 
-pub async fn token_v1(s: State<EntraState>, t: Path<String>, id: Option<Extension<RequestId>>, m: Method, h: HeaderMap, b: Bytes) -> Response {
+pub async fn token_v1(
+    s: State<EntraState>,
+    t: Path<String>,
+    id: Option<Extension<RequestId>>,
+    m: Method,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
     token((s, t, id, m, h, b), Endpoint::V1).await
 }
 
@@ -45,17 +66,31 @@ async fn token(parts: TokenRequestParts, endpoint: Endpoint) -> Response {
     };
     let mut response = match result {
         Ok(token) => token_response(&token, endpoint),
-        Err(error) => error.oauth_response(&oauth_context(&headers, request_id.map(|Extension(id)| id)), state.issuer.clock.now()),
+        Err(error) => error.oauth_response(
+            &oauth_context(&headers, request_id.map(|Extension(id)| id)),
+            state.issuer.clock.now(),
+        ),
     };
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
 }
 
-async fn issue(state: &EntraState, tenant: String, headers: &HeaderMap, body: &[u8], endpoint: Endpoint) -> Result<IssuedToken> {
+async fn issue(
+    state: &EntraState,
+    tenant: String,
+    headers: &HeaderMap,
+    body: &[u8],
+    endpoint: Endpoint,
+) -> Result<IssuedToken> {
     let form = parse_form(headers, body)?;
-    let grant_type = form.get("grant_type").ok_or(EntraError::MissingParameter("grant_type"))?;
+    let grant_type = form
+        .get("grant_type")
+        .ok_or(EntraError::MissingParameter("grant_type"))?;
     // Entra resolves the tenant before anything else.
     state.issuer.tenant(&tenant).await?;
     if grant_type != "client_credentials" {
@@ -77,7 +112,10 @@ async fn issue(state: &EntraState, tenant: String, headers: &HeaderMap, body: &[
         }
         None => None,
     };
-    let secret = form.get("client_secret").cloned().or_else(|| basic.as_ref().map(|(_, s)| s.clone()));
+    let secret = form
+        .get("client_secret")
+        .cloned()
+        .or_else(|| basic.as_ref().map(|(_, s)| s.clone()));
     let client_id = form
         .get("client_id")
         .cloned()
@@ -90,10 +128,18 @@ async fn issue(state: &EntraState, tenant: String, headers: &HeaderMap, body: &[
         (None, None) => return Err(EntraError::MissingClientCredential),
     };
     let resource = match endpoint {
-        Endpoint::V2 => resources::resource_from_scope(form.get("scope").ok_or(EntraError::MissingParameter("scope"))?)?,
-        Endpoint::V1 => form.get("resource").cloned().ok_or(EntraError::MissingParameter("resource"))?,
+        Endpoint::V2 => resources::resource_from_scope(
+            form.get("scope")
+                .ok_or(EntraError::MissingParameter("scope"))?,
+        )?,
+        Endpoint::V1 => form
+            .get("resource")
+            .cloned()
+            .ok_or(EntraError::MissingParameter("resource"))?,
     };
-    let capabilities_requested = form.get("claims").is_some_and(|claims| requests_cp1(claims));
+    let capabilities_requested = form
+        .get("claims")
+        .is_some_and(|claims| requests_cp1(claims));
     state
         .issuer
         .client_credentials(ClientCredentialsRequest {
@@ -130,18 +176,26 @@ fn token_response(token: &IssuedToken, endpoint: Endpoint) -> Response {
 
 /// The form parameters; a parameter given twice is refused rather than guessed at.
 fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
         return Err(EntraError::MalformedRequest(format!(
             "the Content-Type is '{content_type}'; send the parameters as application/x-www-form-urlencoded."
         )));
     }
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|e| EntraError::MalformedRequest(format!("the body cannot be decoded ({e}).")))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|e| EntraError::MalformedRequest(format!("the body cannot be decoded ({e}).")))?;
     let mut form = HashMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         if form.insert(key.clone(), value).is_some() {
-            return Err(EntraError::MalformedRequest(format!("the parameter '{key}' appears more than once.")));
+            return Err(EntraError::MalformedRequest(format!(
+                "the parameter '{key}' appears more than once."
+            )));
         }
     }
     Ok(form)
@@ -149,14 +203,26 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String
 
 /// `Authorization: Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>> {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Ok(None);
     };
-    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
         return Ok(None);
     };
-    let malformed = || EntraError::MalformedRequest("the Basic Authorization header is not base64(client_id:client_secret).".into());
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let malformed = || {
+        EntraError::MalformedRequest(
+            "the Basic Authorization header is not base64(client_id:client_secret).".into(),
+        )
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
     let unescape = |s: &str| {

@@ -32,7 +32,9 @@ pub async fn start() -> TestEntra {
         tls: TlsMaterial::load_or_create(None, &[]).unwrap(),
         clock: SimClock::in_memory(),
     };
-    let running = entra_sim::start(&runtime, IpAddr::V4(Ipv4Addr::LOCALHOST), 0, 0).await.unwrap();
+    let running = entra_sim::start(&runtime, IpAddr::V4(Ipv4Addr::LOCALHOST), 0, 0)
+        .await
+        .unwrap();
     let http = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(runtime.tls.ca_pem.as_bytes()).unwrap()])
         .build()
@@ -54,31 +56,60 @@ impl TestEntra {
 
     /// POSTs a form to the v2 token endpoint of `tenant`.
     pub async fn token_request(&self, tenant: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
-        let response = self.http.post(self.token_url(tenant)).form(form).send().await.unwrap();
+        let response = self
+            .http
+            .post(self.token_url(tenant))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
         (response.status(), response.json().await.unwrap())
     }
 
-    pub async fn secret_token(&self, client_id: &str, secret: &str, scope: &str) -> (StatusCode, Value) {
+    pub async fn secret_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: &str,
+    ) -> (StatusCode, Value) {
         self.token_request(
             TENANT,
-            &[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret), ("scope", scope)],
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("scope", scope),
+            ],
         )
         .await
     }
 
     pub async fn admin_token(&self) -> String {
-        let (status, body) = self.secret_token(ADMIN_ID, ADMIN_SECRET, "api://azsim/.default").await;
+        let (status, body) = self
+            .secret_token(ADMIN_ID, ADMIN_SECRET, "api://azsim/.default")
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["access_token"].as_str().unwrap().to_string()
     }
 
     /// Calls the admin API with the well-known admin's token.
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let token = self.admin_token().await;
         self.call(method, path, body, Some(&token)).await
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, token: Option<&str>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -89,18 +120,29 @@ impl TestEntra {
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Registers an app with a fresh secret; returns (app_id, secret, service principal id).
     pub async fn register_app(&self, name: &str) -> (String, String, String) {
         let (status, app) = self
-            .admin(reqwest::Method::POST, &format!("/admin/tenants/{TENANT}/applications"), Some(json!({"displayName": name})))
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/tenants/{TENANT}/applications"),
+                Some(json!({"displayName": name})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{app}");
         let app_id = app["appId"].as_str().unwrap().to_string();
         let (status, secret) = self
-            .admin(reqwest::Method::POST, &format!("/admin/tenants/{TENANT}/applications/{app_id}/secrets"), Some(json!({})))
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/tenants/{TENANT}/applications/{app_id}/secrets"),
+                Some(json!({})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{secret}");
         (
@@ -115,10 +157,17 @@ impl TestEntra {
 pub fn claims(token: &str) -> Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// The AADSTS code of an Entra error body.
 pub fn aadsts(body: &Value) -> u64 {
-    body["error_codes"][0].as_u64().unwrap_or_else(|| panic!("not an Entra error: {body}"))
+    body["error_codes"][0]
+        .as_u64()
+        .unwrap_or_else(|| panic!("not an Entra error: {body}"))
 }
