@@ -24,8 +24,8 @@ pub enum ClientCredential {
 }
 
 pub struct ClientCredentialsRequest {
-    /// The tenant path segment (GUID or domain).
-    pub tenant: String,
+    /// The tenant of the endpoint (see [`TokenIssuer::tenant`]).
+    pub tenant: Tenant,
     pub client_id: String,
     pub credential: ClientCredential,
     /// The resource (from `scope` minus `/.default`, or the v1 `resource` parameter).
@@ -106,7 +106,7 @@ impl TokenIssuer {
         &self,
         request: ClientCredentialsRequest,
     ) -> Result<IssuedToken> {
-        let tenant = self.tenant(&request.tenant).await?;
+        let tenant = &request.tenant;
         let client = self
             .directory
             .client_application(&tenant.id, &request.client_id)
@@ -123,7 +123,7 @@ impl TokenIssuer {
             }
             ClientCredential::Assertion(jwt) => {
                 let certificates = self.directory.certificates(&client.app_object_id).await?;
-                let audience_ok = |aud: &str| names_token_endpoint_of(aud, &tenant);
+                let audience_ok = |aud: &str| names_token_endpoint_of(aud, tenant);
                 assertion::verify(jwt, &client.app_id, &certificates, audience_ok, now)?;
                 "2"
             }

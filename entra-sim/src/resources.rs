@@ -87,6 +87,8 @@ fn first_party_by_uri(resource: &str) -> Option<&'static FirstPartyResource> {
 pub struct ResolvedResource {
     pub app_id: String,
     pub audience: String,
+    /// False for first-party resources that define no app roles (no lookup needed).
+    pub defines_roles: bool,
 }
 
 /// Turns a v2 `scope` parameter into the one resource it names.
@@ -117,6 +119,7 @@ pub async fn resolve(
         return Ok(ResolvedResource {
             app_id: first_party.app_id.to_string(),
             audience: resource.to_string(),
+            defines_roles: !first_party.app_roles.is_empty(),
         });
     }
     match directory
@@ -126,6 +129,7 @@ pub async fn resolve(
         Some((app_id, _)) => Ok(ResolvedResource {
             app_id,
             audience: resource.to_string(),
+            defines_roles: true,
         }),
         None => Err(EntraError::ResourceNotFound {
             resource: resource.to_string(),

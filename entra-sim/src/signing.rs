@@ -2,9 +2,14 @@
 //! `kid` (and `x5t`) is the base64url SHA-1 thumbprint of that certificate. Keys live in
 //! the database so tokens keep verifying across restarts; rotation makes the current key
 //! "previous" (still in the JWKS, so tokens it signed stay valid) and adds a new one.
+//!
+//! Signing uses an aws-lc `RsaKeyPair` parsed once: jsonwebtoken's `encode` re-parses and
+//! re-validates the private key on every call, which halved token throughput.
 
 use std::sync::{Arc, RwLock};
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
@@ -22,7 +27,9 @@ pub struct SigningKeys {
 
 struct ActiveKeys {
     kid: String,
-    key: EncodingKey,
+    key: Option<RsaKeyPair>,
+    /// base64url of the JWS header, identical for every token of this key.
+    encoded_header: String,
     jwks: JwkSet,
 }
 
@@ -39,7 +46,8 @@ impl SigningKeys {
             pool,
             active: RwLock::new(Arc::new(ActiveKeys {
                 kid: String::new(),
-                key: EncodingKey::from_secret(b"placeholder until load"),
+                key: None,
+                encoded_header: String::new(),
                 jwks: JwkSet { keys: vec![] },
             })),
         };
@@ -101,14 +109,23 @@ impl SigningKeys {
             .await?
             .ok_or_else(|| EntraError::Crypto("no current signing key".into()))?;
         let previous = self.stored("previous").await?;
-        let key = EncodingKey::from_rsa_pem(current.private_key_pem.as_bytes()).map_err(crypto)?;
+        let pkcs8 = rustls_pki_types_pem(&current.private_key_pem)?;
+        let key = RsaKeyPair::from_pkcs8(&pkcs8)
+            .map_err(|e| EntraError::Crypto(format!("signing key unreadable: {e}")))?;
+        let mut header = Header::new(Algorithm::RS256);
+        header.typ = Some("JWT".into());
+        header.kid = Some(current.kid.clone());
+        header.x5t = Some(current.kid.clone());
+        let encoded_header = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&header).map_err(|e| EntraError::Crypto(e.to_string()))?);
         let mut jwks = vec![public_jwk(&current)?];
         if let Some(previous) = &previous {
             jwks.push(public_jwk(previous)?);
         }
         *self.active.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ActiveKeys {
             kid: current.kid,
-            key,
+            key: Some(key),
+            encoded_header,
             jwks: JwkSet { keys: jwks },
         });
         Ok(())
@@ -130,14 +147,31 @@ impl SigningKeys {
         self.active().kid.clone()
     }
 
-    /// Signs `claims` with the current key (RS256, `typ`, `kid` and `x5t` in the header).
+    /// Signs `claims` with the current key: a compact JWS, RS256, with `typ`, `kid` and
+    /// `x5t` in the header.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String> {
         let active = self.active();
-        let mut header = Header::new(Algorithm::RS256);
-        header.typ = Some("JWT".into());
-        header.kid = Some(active.kid.clone());
-        header.x5t = Some(active.kid.clone());
-        jsonwebtoken::encode(&header, claims, &active.key).map_err(crypto)
+        let key = active
+            .key
+            .as_ref()
+            .ok_or_else(|| EntraError::Crypto("no signing key loaded".into()))?;
+        let payload = serde_json::to_vec(claims).map_err(|e| EntraError::Crypto(e.to_string()))?;
+        let mut jws = format!(
+            "{}.{}",
+            active.encoded_header,
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let mut signature = vec![0u8; key.public_modulus_len()];
+        key.sign(
+            &RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            jws.as_bytes(),
+            &mut signature,
+        )
+        .map_err(|_| EntraError::Crypto("RSA signing failed".into()))?;
+        jws.push('.');
+        jws.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(jws)
     }
 }
 
@@ -173,6 +207,15 @@ fn generate_key() -> Result<StoredKey> {
         private_key_pem: key.serialize_pem(),
         certificate_der: der,
     })
+}
+
+/// The DER inside a PKCS#8 "PRIVATE KEY" PEM block.
+fn rustls_pki_types_pem(pem: &str) -> Result<Vec<u8>> {
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject;
+    PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+        .map(|der| der.secret_pkcs8_der().to_vec())
+        .map_err(|e| EntraError::Crypto(format!("signing key PEM unreadable: {e}")))
 }
 
 fn crypto(e: jsonwebtoken::errors::Error) -> EntraError {

@@ -92,7 +92,7 @@ async fn issue(
         .get("grant_type")
         .ok_or(EntraError::MissingParameter("grant_type"))?;
     // Entra resolves the tenant before anything else.
-    state.issuer.tenant(&tenant).await?;
+    let tenant = state.issuer.tenant(&tenant).await?;
     if grant_type != "client_credentials" {
         return Err(EntraError::UnsupportedGrantType(grant_type.clone()));
     }
