@@ -38,8 +38,9 @@ def _azsim_binary():
     if explicit:
         return explicit
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for profile in ("release", "debug"):
-        candidate = os.path.join(root, "target", profile, "azsim")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(root, "target")
+    for profile in ("debug", "release"):
+        candidate = os.path.join(target, profile, "azsim")
         if os.path.exists(candidate):
             return candidate
     raise RuntimeError("azsim binary not found: run `cargo build -p azsim` or set AZSIM_BIN")
