@@ -307,16 +307,29 @@ impl Directory {
     }
 
     pub async fn remove_password(&self, tenant_id: &str, app_id: &str, key_id: &str) -> Result<()> {
+        let sql = "DELETE FROM password_credentials WHERE key_id = ? AND app_object_id = ?";
+        self.remove_credential(tenant_id, app_id, key_id, sql, "Password credential")
+            .await
+    }
+
+    /// Deletes one credential of the app: `sql` binds `key_id` then `app_object_id`.
+    async fn remove_credential(
+        &self,
+        tenant_id: &str,
+        app_id: &str,
+        key_id: &str,
+        sql: &'static str,
+        kind: &'static str,
+    ) -> Result<()> {
         let app = self.application(tenant_id, app_id).await?;
-        let done =
-            sqlx::query("DELETE FROM password_credentials WHERE key_id = ? AND app_object_id = ?")
-                .bind(key_id)
-                .bind(&app.id)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(sql)
+            .bind(key_id)
+            .bind(&app.id)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(EntraError::NotFound {
-                kind: "Password credential",
+                kind,
                 id: key_id.into(),
             });
         }
@@ -392,20 +405,9 @@ impl Directory {
         app_id: &str,
         key_id: &str,
     ) -> Result<()> {
-        let app = self.application(tenant_id, app_id).await?;
-        let done =
-            sqlx::query("DELETE FROM key_credentials WHERE key_id = ? AND app_object_id = ?")
-                .bind(key_id)
-                .bind(&app.id)
-                .execute(&self.pool)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(EntraError::NotFound {
-                kind: "Key credential",
-                id: key_id.into(),
-            });
-        }
-        Ok(())
+        let sql = "DELETE FROM key_credentials WHERE key_id = ? AND app_object_id = ?";
+        self.remove_credential(tenant_id, app_id, key_id, sql, "Key credential")
+            .await
     }
 
     /// The confidential client `client_id` of tenant `tenant_id`, if registered there.
