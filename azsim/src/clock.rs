@@ -56,7 +56,10 @@ pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let entra = format!("https://{}:{}", args.host, args.ports.entra_port);
-    let services = [entra.clone()];
+    let services = [
+        entra.clone(),
+        format!("https://{}:{}", args.host, args.ports.keyvault_port),
+    ];
 
     let current: Value = http
         .get(format!("{entra}/admin/clock"))

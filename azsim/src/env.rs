@@ -37,6 +37,18 @@ pub fn print(args: &EnvArgs) -> anyhow::Result<()> {
         ("AZURE_AUTHORITY_HOST", entra.clone()),
         ("AZSIM_ENTRA_URL", entra),
         ("AZSIM_MANAGED_IDENTITY_URL", mi.clone()),
+        (
+            "AZSIM_KEYVAULT_URL",
+            format!(
+                "https://{}.vault.localhost:{}",
+                well_known::DEFAULT_KEY_VAULT,
+                args.ports.keyvault_port
+            ),
+        ),
+        (
+            "AZSIM_KEYVAULT_MGMT_URL",
+            format!("https://{}:{}", args.host, args.ports.keyvault_mgmt_port),
+        ),
         ("IDENTITY_ENDPOINT", format!("{mi}/msi/token")),
         ("IDENTITY_HEADER", well_known::IDENTITY_HEADER.to_string()),
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", mi),

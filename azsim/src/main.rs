@@ -1,7 +1,7 @@
 //! `azsim`: the all-in-one launcher.
 //!
-//! - `azsim up` runs every service in one process (today entra-sim; Key Vault and the
-//!   Recovery Services vault join as they land);
+//! - `azsim up` runs every service in one process (entra-sim and keyvault-sim; the
+//!   Recovery Services vault joins when it lands);
 //! - `azsim env` prints the shell settings that point the Azure SDKs and CLI at it;
 //! - `azsim clock` reads or moves the simulated clock of every running service.
 
@@ -52,6 +52,12 @@ pub struct Ports {
     /// Plain-HTTP managed-identity endpoint port.
     #[arg(long, env = "AZSIM_MI_PORT", default_value_t = well_known::MANAGED_IDENTITY_PORT)]
     pub mi_port: u16,
+    /// keyvault-sim data-plane (secrets) HTTPS port.
+    #[arg(long, env = "AZSIM_KEYVAULT_PORT", default_value_t = well_known::KEYVAULT_PORT)]
+    pub keyvault_port: u16,
+    /// keyvault-sim management-plane (Microsoft.KeyVault/vaults) HTTPS port.
+    #[arg(long, env = "AZSIM_KEYVAULT_MGMT_PORT", default_value_t = well_known::KEYVAULT_MANAGEMENT_PORT)]
+    pub keyvault_mgmt_port: u16,
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -59,6 +65,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let runtime = args.common.runtime()?;
     let bind: IpAddr = args.common.bind;
     let entra = entra_sim::start(&runtime, bind, args.ports.entra_port, args.ports.mi_port).await?;
+    let keyvault = keyvault_sim::start(
+        &runtime,
+        bind,
+        args.ports.keyvault_port,
+        args.ports.keyvault_mgmt_port,
+        entra.sim.key_cache(),
+        entra.https.url(),
+    )
+    .await?;
+    let keyvault_port = keyvault.data.addr.port();
     let ca = match &runtime.tls.ca_path {
         Some(path) => std::fs::canonicalize(path)?.display().to_string(),
         None => format!("{}/ca.pem (in memory: download it)", entra.https.url()),
@@ -70,6 +86,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         entra.managed_identity.url(),
         well_known::IDENTITY_HEADER
     );
+    println!("  keyvault-sim       {}", keyvault.data.url());
+    println!(
+        "  key vaults         https://<vault>.vault.localhost:{keyvault_port} (default vault '{}' also at https://localhost:{keyvault_port})",
+        well_known::DEFAULT_KEY_VAULT
+    );
+    println!("  keyvault mgmt      {}", keyvault.management.url());
     println!("  development CA     {ca}");
     println!("  tenant             {}", well_known::TENANT_ID);
     println!("  subscription       {}", well_known::SUBSCRIPTION_ID);
@@ -77,7 +99,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  admin secret       {}", well_known::ADMIN_CLIENT_SECRET);
     println!("Run `eval \"$(azsim env)\"` in another shell to point the Azure SDKs here.");
     sim_core::server::shutdown_signal().await;
-    entra.shutdown().await;
+    tokio::join!(entra.shutdown(), keyvault.shutdown());
     Ok(())
 }
 

@@ -88,6 +88,12 @@ impl EntraSim {
         http::router(self.state.clone()).merge(sim_core::admin::router(plane))
     }
 
+    /// entra-sim's signing keys for verifiers in the same process (no JWKS download).
+    pub fn key_cache(&self) -> Arc<KeyCache> {
+        let keys = self.state.issuer.keys.clone();
+        KeyCache::new(KeySource::Local(Arc::new(move || keys.jwks())))
+    }
+
     /// The plain-HTTP managed-identity router.
     pub fn managed_identity_router(&self) -> Router {
         http::managed_identity_router(self.state.clone())

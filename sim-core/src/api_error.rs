@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// Key Vault's `innererror.code` (for example `AccessDenied`), when the service sends one.
+    pub inner_code: Option<String>,
     /// Extra response headers (for example `WWW-Authenticate` on a 401).
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -22,6 +24,7 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            inner_code: None,
             headers: Vec::new(),
         }
     }
@@ -34,6 +37,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    pub fn with_inner_code(mut self, code: impl Into<String>) -> Self {
+        self.inner_code = Some(code.into());
+        self
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
@@ -42,7 +50,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let body = match self.inner_code {
+            None => json!({"error": {"code": self.code, "message": self.message}}),
+            Some(inner) => json!({"error": {
+                "code": self.code,
+                "message": self.message,
+                "innererror": {"code": inner},
+            }}),
+        };
+        let body = Json(body);
         let mut response = (self.status, body).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);

@@ -30,3 +30,14 @@ pub const ENTRA_PORT: u16 = 10010;
 pub const KEYVAULT_PORT: u16 = 10011;
 pub const VAULT_SERVER_PORT: u16 = 10012;
 pub const MANAGED_IDENTITY_PORT: u16 = 10013;
+
+/// Resource group that holds the resources azsim creates on its own (the default Key Vault).
+pub const DEFAULT_RESOURCE_GROUP: &str = "azsim";
+/// Azure region every default resource is placed in.
+pub const DEFAULT_LOCATION: &str = "eastus";
+/// Name of the Key Vault served at the bare `localhost` host (and `azsim.vault.localhost`).
+pub const DEFAULT_KEY_VAULT: &str = "azsim";
+/// Object id of the well-known admin app's service principal.
+pub const ADMIN_OBJECT_ID: &str = "a2e0c0de-5e11-4a55-9a2e-00000000001a";
+/// Port of keyvault-sim's management plane (`Microsoft.KeyVault/vaults` over ARM paths).
+pub const KEYVAULT_MANAGEMENT_PORT: u16 = 10014;

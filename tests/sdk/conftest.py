@@ -47,12 +47,18 @@ def _azsim_binary():
 
 
 class Azsim:
-    def __init__(self, process, data_dir, entra_url, mi_url):
+    def __init__(self, process, data_dir, urls):
         self.process = process
         self.data_dir = data_dir
-        self.entra_url = entra_url
-        self.mi_url = mi_url
+        self.entra_url = urls["entra"]
+        self.mi_url = urls["mi"]
+        self.keyvault_url = urls["keyvault"]
+        self.keyvault_port = int(self.keyvault_url.rsplit(":", 1)[1])
+        self.keyvault_mgmt_url = urls["keyvault_mgmt"]
         self.ca_path = os.path.join(data_dir, "tls", "ca.pem")
+
+    def vault_url(self, vault):
+        return f"https://{vault}.vault.localhost:{self.keyvault_port}"
 
     def admin_token(self):
         response = requests.post(
@@ -69,10 +75,10 @@ class Azsim:
         response.raise_for_status()
         return response.json()["access_token"]
 
-    def admin(self, method, path, body=None):
+    def admin(self, method, path, body=None, base=None):
         response = requests.request(
             method,
-            f"{self.entra_url}{path}",
+            f"{base or self.entra_url}{path}",
             json=body,
             headers={"Authorization": f"Bearer {self.admin_token()}"},
             verify=self.ca_path,
@@ -86,22 +92,30 @@ class Azsim:
 def azsim():
     data_dir = tempfile.mkdtemp(prefix="azsim-sdk-")
     process = subprocess.Popen(
-        [_azsim_binary(), "up", "--data-dir", data_dir, "--entra-port", "0", "--mi-port", "0"],
+        [
+            _azsim_binary(), "up", "--data-dir", data_dir, "--entra-port", "0", "--mi-port", "0",
+            "--keyvault-port", "0", "--keyvault-mgmt-port", "0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    entra_url = mi_url = None
+    patterns = {
+        "entra": r"entra-sim\s+(https://\S+)",
+        "mi": r"managed identity\s+(http://\S+)/msi/token",
+        "keyvault": r"keyvault-sim\s+(https://\S+)",
+        "keyvault_mgmt": r"keyvault mgmt\s+(https://\S+)",
+    }
+    urls = {}
     deadline = time.time() + 60
     for line in process.stdout:
-        if match := re.search(r"entra-sim\s+(https://\S+)", line):
-            entra_url = match.group(1)
-        if match := re.search(r"managed identity\s+(http://\S+)/msi/token", line):
-            mi_url = match.group(1)
-        if entra_url and mi_url or time.time() > deadline:
+        for name, pattern in patterns.items():
+            if match := re.search(pattern, line):
+                urls[name] = match.group(1)
+        if line.startswith("Run `eval") or time.time() > deadline:
             break
-    assert entra_url and mi_url, "azsim up did not report its URLs"
-    sim = Azsim(process, data_dir, entra_url, mi_url)
+    assert set(urls) == set(patterns), f"azsim up did not report its URLs: {urls}"
+    sim = Azsim(process, data_dir, urls)
     os.environ["REQUESTS_CA_BUNDLE"] = sim.ca_path
     yield sim
     process.terminate()

@@ -29,7 +29,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Fixed object ids of the well-known principals (documented in the README).
 pub const ADMIN_APP_OBJECT_ID: &str = "a2e0c0de-5e11-4a55-9a2e-00000000002a";
-pub const ADMIN_SP_OBJECT_ID: &str = "a2e0c0de-5e11-4a55-9a2e-00000000001a";
+pub const ADMIN_SP_OBJECT_ID: &str = sim_core::well_known::ADMIN_OBJECT_ID;
 pub const HOST_IDENTITY_OBJECT_ID: &str = "a2e0c0de-5e11-4a55-9a2e-00000000001b";
 const ADMIN_SECRET_KEY_ID: &str = "a2e0c0de-5e11-4a55-9a2e-00000000003a";
 

@@ -1,0 +1,572 @@
+//! ARM management plane for `Microsoft.KeyVault/vaults`, served under `/subscriptions/...`
+//! on its own port (vault-server forwards `providers/Microsoft.KeyVault` here). ARM paths
+//! are case-insensitive, so routing matches lower-cased segments by hand.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, put};
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sim_core::ApiError;
+use sim_core::admin::require_admin;
+use sim_core::auth::{Authenticated, Principal};
+use sim_core::well_known;
+
+use super::{KvState, request_authority};
+use crate::error::KvError;
+use crate::policy::{AccessPolicy, PolicyEdit};
+use crate::rbac::{self, Role};
+use crate::vault_spec::{VaultRequest, parse};
+use crate::vaults::{Upserted, Vault};
+
+/// The management router. `vault_dns` is `vault.localhost:<data-plane port>`, from which
+/// each vault's `vaultUri` is made.
+pub fn router(state: KvState, vault_dns: String) -> Router {
+    let admin = Router::new()
+        .route(
+            "/admin/roleAssignments/{object_id}",
+            put(assign_role).delete(unassign_role),
+        )
+        .route("/admin/roleAssignments/{object_id}/", delete(unassign_role))
+        .with_state(AdminState(state.clone()));
+    Router::new()
+        .fallback(move |method, uri, headers, body| {
+            arm(state.clone(), vault_dns.clone(), method, uri, headers, body)
+        })
+        .merge(admin)
+}
+
+struct Call<'a> {
+    state: &'a KvState,
+    caller: Principal,
+    method: Method,
+    query: HashMap<String, String>,
+    origin: String,
+    path: String,
+    vault_dns: &'a str,
+}
+
+async fn arm(
+    state: KvState,
+    vault_dns: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let correlation = headers
+        .get("x-ms-correlation-request-id")
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII")
+        });
+    let mut response = match handle(&state, &vault_dns, method, &uri, &headers, &body).await {
+        Ok(response) => response,
+        Err(ArmFailure::Kv(error)) => error.into_response(),
+        Err(ArmFailure::Api(error)) => error.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert("x-ms-correlation-request-id", correlation);
+    response
+}
+
+enum ArmFailure {
+    Kv(KvError),
+    Api(ApiError),
+}
+
+impl From<KvError> for ArmFailure {
+    fn from(error: KvError) -> Self {
+        ArmFailure::Kv(error)
+    }
+}
+
+async fn handle(
+    state: &KvState,
+    vault_dns: &str,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ArmFailure> {
+    let query: HashMap<String, String> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+    if !query.contains_key("api-version") {
+        return Err(KvError::MissingApiVersion.into());
+    }
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = state
+        .arm_verifier
+        .verify_header(authorization)
+        .await
+        .map_err(|e| ArmFailure::Api(e.into()))?;
+    let call = Call {
+        state,
+        caller,
+        method,
+        query,
+        origin: request_authority(uri, headers),
+        path: uri.path().to_string(),
+        vault_dns,
+    };
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let m = &call.method;
+    Ok(match (lower.as_slice(), segments.as_slice()) {
+        (
+            [
+                "subscriptions",
+                _,
+                "providers",
+                "microsoft.keyvault",
+                "vaults",
+            ],
+            [_, sub, ..],
+        ) if m == Method::GET => call.list_vaults(sub, None).await?,
+        (
+            [
+                "subscriptions",
+                _,
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.keyvault",
+                "vaults",
+            ],
+            [_, sub, _, rg, ..],
+        ) if m == Method::GET => call.list_vaults(sub, Some(rg)).await?,
+        (
+            [
+                "subscriptions",
+                _,
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.keyvault",
+                "vaults",
+                _,
+            ],
+            [_, sub, _, rg, _, _, _, name],
+        ) => call.vault(sub, rg, name, body).await?,
+        (
+            [
+                "subscriptions",
+                _,
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.keyvault",
+                "vaults",
+                _,
+                "accesspolicies",
+                _,
+            ],
+            [_, sub, _, rg, _, _, _, name, _, kind],
+        ) if m == Method::PUT => call.access_policies(sub, rg, name, kind, body).await?,
+        (
+            [
+                "subscriptions",
+                _,
+                "providers",
+                "microsoft.keyvault",
+                "deletedvaults",
+            ],
+            [_, sub, ..],
+        ) if m == Method::GET => call.list_deleted(sub).await?,
+        (
+            [
+                "subscriptions",
+                _,
+                "providers",
+                "microsoft.keyvault",
+                "locations",
+                _,
+                "deletedvaults",
+                _,
+            ],
+            [_, sub, _, _, _, location, _, name],
+        ) if m == Method::GET => call.get_deleted(sub, location, name).await?,
+        (
+            [
+                "subscriptions",
+                _,
+                "providers",
+                "microsoft.keyvault",
+                "locations",
+                _,
+                "deletedvaults",
+                _,
+                "purge",
+            ],
+            [_, sub, _, _, _, location, _, name, _],
+        ) if m == Method::POST => call.purge_deleted(sub, location, name).await?,
+        (
+            [
+                "subscriptions",
+                _,
+                "providers",
+                "microsoft.keyvault",
+                "checknameavailability",
+            ],
+            [_, sub, ..],
+        ) if m == Method::POST => call.check_name(sub, body).await?,
+        _ => {
+            return Err(KvError::NoRoute {
+                method: call.method.to_string(),
+                path: call.path.clone(),
+            }
+            .into());
+        }
+    })
+}
+
+const VAULTS_READ: &str = "Microsoft.KeyVault/vaults/read";
+const VAULTS_WRITE: &str = "Microsoft.KeyVault/vaults/write";
+const VAULTS_DELETE: &str = "Microsoft.KeyVault/vaults/delete";
+
+impl Call<'_> {
+    async fn authorize(
+        &self,
+        subscription: &str,
+        action: &str,
+        write: bool,
+    ) -> Result<(), KvError> {
+        rbac::authorize(&self.state.pool, &self.caller, subscription, action, write).await
+    }
+
+    async fn list_vaults(&self, sub: &str, group: Option<&str>) -> Result<Response, KvError> {
+        self.authorize(sub, VAULTS_READ, false).await?;
+        let vaults = self.state.vaults.list(sub, group).await?;
+        let items = vaults.iter().map(|v| self.vault_json(v)).collect();
+        Ok(self.paged(items))
+    }
+
+    /// `$top` and `$skiptoken` (an offset) over a complete list, with an absolute nextLink.
+    fn paged(&self, items: Vec<Value>) -> Response {
+        let skip: usize = self
+            .query
+            .get("$skiptoken")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let top: usize = self
+            .query
+            .get("$top")
+            .and_then(|s| s.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(usize::MAX);
+        let total = items.len();
+        let page: Vec<Value> = items.into_iter().skip(skip).take(top).collect();
+        let end = skip.saturating_add(page.len());
+        let mut body = json!({"value": page});
+        if end < total {
+            let mut query = self.query.clone();
+            query.insert("$skiptoken".into(), end.to_string());
+            let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+            body["nextLink"] = format!("https://{}{}?{query}", self.origin, self.path).into();
+        }
+        (StatusCode::OK, Json(body)).into_response()
+    }
+
+    async fn vault(
+        &self,
+        sub: &str,
+        rg: &str,
+        name: &str,
+        body: &[u8],
+    ) -> Result<Response, KvError> {
+        let vaults = &self.state.vaults;
+        match self.method {
+            Method::GET => {
+                self.authorize(sub, VAULTS_READ, false).await?;
+                let vault = vaults.get(sub, rg, name).await?;
+                Ok(self.json(StatusCode::OK, self.vault_json(&vault)))
+            }
+            Method::PUT => {
+                self.authorize(sub, VAULTS_WRITE, true).await?;
+                let request: VaultRequest = parse(body)?;
+                Ok(
+                    match vaults.create_or_update(sub, rg, name, request).await? {
+                        Upserted::Created(vault) => {
+                            self.json(StatusCode::CREATED, self.vault_json(&vault))
+                        }
+                        Upserted::Updated(vault) => {
+                            self.json(StatusCode::OK, self.vault_json(&vault))
+                        }
+                    },
+                )
+            }
+            Method::PATCH => {
+                self.authorize(sub, VAULTS_WRITE, true).await?;
+                let request: VaultRequest = parse(body)?;
+                let vault = vaults.patch(sub, rg, name, request).await?;
+                Ok(self.json(StatusCode::OK, self.vault_json(&vault)))
+            }
+            Method::DELETE => {
+                self.authorize(sub, VAULTS_DELETE, true).await?;
+                Ok(if vaults.delete(sub, rg, name).await? {
+                    StatusCode::OK.into_response()
+                } else {
+                    StatusCode::NO_CONTENT.into_response()
+                })
+            }
+            _ => Err(KvError::NoRoute {
+                method: self.method.to_string(),
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    async fn access_policies(
+        &self,
+        sub: &str,
+        rg: &str,
+        name: &str,
+        kind: &str,
+        body: &[u8],
+    ) -> Result<Response, KvError> {
+        self.authorize(sub, "Microsoft.KeyVault/vaults/accessPolicies/write", true)
+            .await?;
+        let edit = PolicyEdit::parse(kind).ok_or_else(|| {
+            KvError::InvalidRequest(format!(
+                "The access policy operation '{kind}' is not valid; use 'add', 'replace' or 'remove'."
+            ))
+        })?;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            properties: Properties,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Properties {
+            access_policies: Vec<AccessPolicy>,
+        }
+        let request: Body = parse(body)?;
+        let changes = request.properties.access_policies;
+        let vault = self
+            .state
+            .vaults
+            .edit_access_policies(sub, rg, name, edit, &changes)
+            .await?;
+        Ok(self.json(
+            StatusCode::OK,
+            json!({
+                "id": format!("{}/accessPolicies/{}", vault.arm_id(), kind.to_ascii_lowercase()),
+                "name": kind.to_ascii_lowercase(),
+                "type": "Microsoft.KeyVault/vaults/accessPolicies",
+                "location": vault.location,
+                "properties": {"accessPolicies": changes},
+            }),
+        ))
+    }
+
+    async fn list_deleted(&self, sub: &str) -> Result<Response, KvError> {
+        self.authorize(sub, "Microsoft.KeyVault/deletedVaults/read", false)
+            .await?;
+        let vaults = self.state.vaults.list_deleted(sub).await?;
+        let items = vaults.iter().map(deleted_json).collect();
+        Ok(self.paged(items))
+    }
+
+    async fn get_deleted(
+        &self,
+        sub: &str,
+        location: &str,
+        name: &str,
+    ) -> Result<Response, KvError> {
+        self.authorize(sub, "Microsoft.KeyVault/deletedVaults/read", false)
+            .await?;
+        let vault = self.state.vaults.get_deleted(sub, location, name).await?;
+        Ok(self.json(StatusCode::OK, deleted_json(&vault)))
+    }
+
+    async fn purge_deleted(
+        &self,
+        sub: &str,
+        location: &str,
+        name: &str,
+    ) -> Result<Response, KvError> {
+        self.authorize(
+            sub,
+            "Microsoft.KeyVault/locations/deletedVaults/purge/action",
+            true,
+        )
+        .await?;
+        self.state.vaults.purge_deleted(sub, location, name).await?;
+        Ok(StatusCode::OK.into_response())
+    }
+
+    async fn check_name(&self, sub: &str, body: &[u8]) -> Result<Response, KvError> {
+        self.authorize(sub, VAULTS_READ, false).await?;
+        #[derive(Deserialize)]
+        struct Body {
+            name: String,
+            #[serde(rename = "type")]
+            kind: Option<String>,
+        }
+        let request: Body = parse(body)?;
+        if let Some(kind) = &request.kind
+            && !kind.eq_ignore_ascii_case("Microsoft.KeyVault/vaults")
+        {
+            return Err(KvError::InvalidRequest(format!(
+                "type '{kind}' is not valid; use 'Microsoft.KeyVault/vaults'."
+            )));
+        }
+        let (available, reason, message) =
+            self.state.vaults.name_availability(&request.name).await?;
+        let mut body = json!({"nameAvailable": available});
+        if let Some(reason) = reason {
+            body["reason"] = reason.into();
+        }
+        if let Some(message) = message {
+            body["message"] = message.into();
+        }
+        Ok(self.json(StatusCode::OK, body))
+    }
+
+    fn json(&self, status: StatusCode, body: Value) -> Response {
+        (status, Json(body)).into_response()
+    }
+
+    fn vault_json(&self, vault: &Vault) -> Value {
+        let mut properties = json!({
+            "tenantId": vault.tenant_id,
+            "sku": {"family": "A", "name": vault.sku},
+            "accessPolicies": vault.access_policies,
+            "vaultUri": format!("https://{}.{}/", vault.name.to_ascii_lowercase(), self.vault_dns),
+            "enabledForDeployment": false,
+            "enabledForDiskEncryption": false,
+            "enabledForTemplateDeployment": false,
+            "enableSoftDelete": true,
+            "softDeleteRetentionInDays": vault.soft_delete_days,
+            "enableRbacAuthorization": false,
+            "publicNetworkAccess": "Enabled",
+            "provisioningState": "Succeeded",
+        });
+        if vault.purge_protection {
+            properties["enablePurgeProtection"] = true.into();
+        }
+        for (key, value) in &vault.options {
+            properties[key] = value.clone();
+        }
+        json!({
+            "id": vault.arm_id(),
+            "name": vault.name,
+            "type": "Microsoft.KeyVault/vaults",
+            "location": vault.location,
+            "tags": vault.tags,
+            "systemData": {
+                "createdAt": iso(vault.created_at),
+                "lastModifiedAt": iso(vault.updated_at),
+            },
+            "properties": properties,
+        })
+    }
+}
+
+fn deleted_json(vault: &Vault) -> Value {
+    json!({
+        "id": format!(
+            "/subscriptions/{}/providers/Microsoft.KeyVault/locations/{}/deletedVaults/{}",
+            vault.subscription_id, vault.location, vault.name
+        ),
+        "name": vault.name,
+        "type": "Microsoft.KeyVault/deletedVaults",
+        "properties": {
+            "vaultId": vault.arm_id(),
+            "location": vault.location,
+            "deletionDate": vault.deleted_at.map(iso),
+            "scheduledPurgeDate": vault.scheduled_purge_at.map(iso),
+            "tags": vault.tags,
+            "purgeProtectionEnabled": vault.purge_protection,
+        },
+    })
+}
+
+fn iso(unix: i64) -> String {
+    DateTime::<Utc>::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// State of the admin routes: the admin-token verifier.
+#[derive(Clone)]
+struct AdminState(KvState);
+
+impl axum::extract::FromRef<AdminState> for std::sync::Arc<sim_core::auth::TokenVerifier> {
+    fn from_ref(state: &AdminState) -> Self {
+        state.0.admin_verifier.clone()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoleBody {
+    role: String,
+    subscription_id: Option<String>,
+}
+
+/// `PUT /admin/roleAssignments/{objectId}` `{"role":"Owner|Contributor|Reader"}`.
+async fn assign_role(
+    Authenticated(admin, _): Authenticated<ApiError>,
+    State(AdminState(state)): State<AdminState>,
+    Path(object_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&admin)?;
+    let body: RoleBody = parse(&body).map_err(|e| ApiError::from(&e))?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::bad_request(
+            "InvalidRoleDefinition",
+            format!(
+                "Role '{}' is not simulated; use Owner, Contributor or Reader.",
+                body.role
+            ),
+        )
+    })?;
+    if uuid::Uuid::parse_str(&object_id).is_err() {
+        return Err(ApiError::bad_request(
+            "InvalidPrincipalId",
+            format!("'{object_id}' is not an object id (a GUID)."),
+        ));
+    }
+    let subscription = body
+        .subscription_id
+        .unwrap_or_else(|| well_known::SUBSCRIPTION_ID.to_string());
+    rbac::check_subscription(&subscription).map_err(|e| ApiError::from(&e))?;
+    rbac::assign(&state.pool, &subscription, &object_id, role)
+        .await
+        .map_err(|e| ApiError::from(&e))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"objectId": object_id, "role": role.name(), "scope": format!("/subscriptions/{subscription}")})),
+    )
+        .into_response())
+}
+
+async fn unassign_role(
+    Authenticated(admin, _): Authenticated<ApiError>,
+    State(AdminState(state)): State<AdminState>,
+    Path(object_id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&admin)?;
+    let removed = rbac::unassign(&state.pool, well_known::SUBSCRIPTION_ID, &object_id)
+        .await
+        .map_err(|e| ApiError::from(&e))?;
+    Ok(if removed {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    }
+    .into_response())
+}
