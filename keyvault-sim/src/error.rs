@@ -36,16 +36,10 @@ pub enum KvError {
     )]
     PurgeProtected(String),
     #[error(
-        "The user, group or application 'appid={app_id};oid={object_id};iss=https://sts.windows.net/{tenant_id}/' does not have secrets {permission} permission on key vault '{vault};location={location}'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287"
+        "The user, group or application 'appid={};oid={};iss=https://sts.windows.net/{}/' does not have secrets {} permission on key vault '{};location={}'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+        .0.app_id, .0.object_id, .0.tenant_id, .0.permission, .0.vault, .0.location
     )]
-    AccessDenied {
-        app_id: String,
-        object_id: String,
-        tenant_id: String,
-        permission: &'static str,
-        vault: String,
-        location: String,
-    },
+    AccessDenied(Box<Denial>),
     #[error("{0}")]
     BadParameter(String),
     #[error(
@@ -84,14 +78,10 @@ pub enum KvError {
     #[error("{0}")]
     InvalidRequest(String),
     #[error(
-        "The client '{app_id}' with object id '{object_id}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. Assign it the Owner or Contributor role on the subscription."
+        "The client '{}' with object id '{}' does not have authorization to perform action '{}' over scope '{}' or the scope is invalid. Assign it the Owner or Contributor role on the subscription.",
+        .0.app_id, .0.object_id, .0.action, .0.scope
     )]
-    AuthorizationFailed {
-        app_id: String,
-        object_id: String,
-        action: String,
-        scope: String,
-    },
+    AuthorizationFailed(Box<ArmDenial>),
     #[error("No route for {method} {path}.")]
     NoRoute { method: String, path: String },
 
@@ -100,6 +90,26 @@ pub enum KvError {
     Storage(#[from] sqlx::Error),
     #[error("a stored value could not be decrypted: {0}")]
     Seal(String),
+}
+
+/// Who was refused which secret permission on which vault.
+#[derive(Debug)]
+pub struct Denial {
+    pub app_id: String,
+    pub object_id: String,
+    pub tenant_id: String,
+    pub permission: &'static str,
+    pub vault: String,
+    pub location: String,
+}
+
+/// Who was refused which ARM action at which scope.
+#[derive(Debug)]
+pub struct ArmDenial {
+    pub app_id: String,
+    pub object_id: String,
+    pub action: String,
+    pub scope: String,
 }
 
 impl From<&KvError> for ApiError {
@@ -126,7 +136,7 @@ impl From<&KvError> for ApiError {
                 "Forbidden",
                 Some("PurgeProtectionEnabled"),
             ),
-            AccessDenied { .. } => (StatusCode::FORBIDDEN, "Forbidden", Some("AccessDenied")),
+            AccessDenied(_) => (StatusCode::FORBIDDEN, "Forbidden", Some("AccessDenied")),
             BadParameter(_) => (StatusCode::BAD_REQUEST, "BadParameter", None),
             VaultHostNotFound(_) => (StatusCode::NOT_FOUND, "VaultNotFound", None),
             MissingApiVersion => (StatusCode::BAD_REQUEST, "MissingApiVersionParameter", None),
@@ -138,7 +148,7 @@ impl From<&KvError> for ApiError {
             VaultDeletedButRecoverable(_) => (StatusCode::CONFLICT, "ConflictError", None),
             VaultPurgeProtected(_) => (StatusCode::CONFLICT, "Conflict", None),
             InvalidRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", None),
-            AuthorizationFailed { .. } => (StatusCode::FORBIDDEN, "AuthorizationFailed", None),
+            AuthorizationFailed(_) => (StatusCode::FORBIDDEN, "AuthorizationFailed", None),
             NoRoute { .. } => (StatusCode::NOT_FOUND, "NotFound", None),
             Storage(_) | Seal(_) => {
                 tracing::error!(%error, "keyvault-sim request failed");

@@ -6,7 +6,7 @@ use sim_core::auth::Principal;
 use sim_core::well_known;
 use sqlx::SqlitePool;
 
-use crate::error::{KvError, Result};
+use crate::error::{ArmDenial, KvError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -70,12 +70,12 @@ pub async fn authorize(
     };
     match role.as_deref().and_then(Role::parse) {
         Some(role) if !write || role.can_write() => Ok(()),
-        _ => Err(KvError::AuthorizationFailed {
+        _ => Err(KvError::AuthorizationFailed(Box::new(ArmDenial {
             app_id: caller.app_id.clone(),
             object_id: caller.object_id.clone(),
             action: action.to_string(),
             scope: format!("/subscriptions/{subscription}"),
-        }),
+        }))),
     }
 }
 

@@ -22,7 +22,7 @@ use sim_core::auth::{Principal, TokenError};
 
 use super::wire::{self, RestoreBody, SetBody, UpdateBody};
 use super::{KvState, host, request_authority};
-use crate::error::KvError;
+use crate::error::{Denial, KvError};
 use crate::policy::{self, SecretPermission};
 use crate::secrets::{MAX_PAGE, NewSecret, SecretUpdate};
 use crate::vault_spec::parse;
@@ -147,14 +147,14 @@ impl VaultCall {
         if policy::allows(&self.vault.access_policies, &self.caller, permission) {
             Ok(())
         } else {
-            Err(KvError::AccessDenied {
+            Err(KvError::AccessDenied(Box::new(Denial {
                 app_id: self.caller.app_id.clone(),
                 object_id: self.caller.object_id.clone(),
                 tenant_id: self.caller.tenant_id.clone(),
                 permission: permission.name(),
                 vault: self.vault.name.clone(),
                 location: self.vault.location.clone(),
-            })
+            })))
         }
     }
 
