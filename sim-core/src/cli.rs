@@ -40,6 +40,9 @@ impl CommonArgs {
     /// The shared pieces a process needs before starting services.
     pub fn runtime(&self) -> Result<Runtime, crate::Error> {
         let storage = self.storage();
+        if let Some(dir) = storage.data_dir() {
+            create_private_dir(dir)?;
+        }
         let tls = TlsMaterial::load_or_create(storage.data_dir(), &self.tls_names)?;
         let clock = match storage.data_dir() {
             Some(dir) => {
@@ -54,6 +57,19 @@ impl CommonArgs {
             clock,
         })
     }
+}
+
+/// Creates the data directory readable by its owner only (it holds keys and databases).
+/// An existing directory keeps the mode its owner chose.
+fn create_private_dir(dir: &std::path::Path) -> Result<(), crate::Error> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| crate::Error::io(dir, e))
 }
 
 /// What every service in a process shares.
