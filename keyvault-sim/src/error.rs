@@ -59,8 +59,6 @@ pub enum KvError {
     },
     #[error("Deleted vault '{name}' was not found in location '{location}'.")]
     DeletedVaultNotFound { location: String, name: String },
-    #[error("The subscription '{0}' could not be found.")]
-    SubscriptionNotFound(String),
     #[error(
         "The vault name '{0}' is invalid. A vault's name must be between 3-24 alphanumeric characters. The name must begin with a letter, end with a letter or digit, and not contain consecutive hyphens."
     )]
@@ -77,11 +75,8 @@ pub enum KvError {
     VaultPurgeProtected(String),
     #[error("{0}")]
     InvalidRequest(String),
-    #[error(
-        "The client '{}' with object id '{}' does not have authorization to perform action '{}' over scope '{}' or the scope is invalid. Assign it the Owner or Contributor role on the subscription.",
-        .0.app_id, .0.object_id, .0.action, .0.scope
-    )]
-    AuthorizationFailed(Box<ArmDenial>),
+    #[error(transparent)]
+    Rbac(#[from] sim_core::rbac::RbacError),
     #[error("No route for {method} {path}.")]
     NoRoute { method: String, path: String },
 
@@ -101,15 +96,6 @@ pub struct Denial {
     pub permission: &'static str,
     pub vault: String,
     pub location: String,
-}
-
-/// Who was refused which ARM action at which scope.
-#[derive(Debug)]
-pub struct ArmDenial {
-    pub app_id: String,
-    pub object_id: String,
-    pub action: String,
-    pub scope: String,
 }
 
 impl From<&KvError> for ApiError {
@@ -142,13 +128,12 @@ impl From<&KvError> for ApiError {
             MissingApiVersion => (StatusCode::BAD_REQUEST, "MissingApiVersionParameter", None),
             VaultNotFound { .. } => (StatusCode::NOT_FOUND, "ResourceNotFound", None),
             DeletedVaultNotFound { .. } => (StatusCode::NOT_FOUND, "ResourceNotFound", None),
-            SubscriptionNotFound(_) => (StatusCode::NOT_FOUND, "SubscriptionNotFound", None),
             InvalidVaultName(_) => (StatusCode::BAD_REQUEST, "VaultNameNotValid", None),
             VaultAlreadyExists(_) => (StatusCode::CONFLICT, "VaultAlreadyExists", None),
             VaultDeletedButRecoverable(_) => (StatusCode::CONFLICT, "ConflictError", None),
             VaultPurgeProtected(_) => (StatusCode::CONFLICT, "Conflict", None),
             InvalidRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", None),
-            AuthorizationFailed(_) => (StatusCode::FORBIDDEN, "AuthorizationFailed", None),
+            Rbac(rbac) => return ApiError::from(rbac),
             NoRoute { .. } => (StatusCode::NOT_FOUND, "NotFound", None),
             Storage(_) | Seal(_) => {
                 tracing::error!(%error, "keyvault-sim request failed");

@@ -7,13 +7,12 @@
 //!   (vault-server's ARM endpoint forwards to it).
 //!
 //! Layout: [`vaults`] and [`vault_spec`] (the resource), [`policy`] (access policies),
-//! [`secrets`] (versions, soft delete, backup), [`seal`] (encryption at rest), [`rbac`]
-//! (who may manage vaults), [`http`] (the wire).
+//! [`secrets`] (versions, soft delete, backup), [`seal`] (encryption at rest), [`http`] (the wire); who may manage vaults is
+//! [`sim_core::rbac`].
 
 pub mod error;
 pub mod http;
 pub mod policy;
-pub mod rbac;
 pub mod seal;
 pub mod secrets;
 pub mod vault_spec;
@@ -95,7 +94,8 @@ impl KeyVaultSim {
 
     async fn seed(&self) -> Result<(), KvError> {
         self.state.vaults.seed_default().await?;
-        rbac::seed(&self.state.pool).await
+        sim_core::rbac::seed(&self.state.pool).await?;
+        Ok(())
     }
 
     fn admin_plane(&self, ca_pem: String) -> Router {
@@ -115,7 +115,12 @@ impl KeyVaultSim {
 
     /// The management plane. `vault_dns` is `vault.localhost:<data port>`.
     pub fn management_router(&self, vault_dns: String, ca_pem: String) -> Router {
-        http::management_router(self.state.clone(), vault_dns).merge(self.admin_plane(ca_pem))
+        http::management_router(self.state.clone(), vault_dns)
+            .merge(self.admin_plane(ca_pem))
+            .merge(sim_core::rbac::admin_router(
+                self.state.pool.clone(),
+                self.state.admin_verifier.clone(),
+            ))
     }
 }
 
@@ -127,9 +132,7 @@ impl AdminHooks for KeyVaultSim {
     async fn reset(&self) -> Result<(), String> {
         let reset = async {
             self.state.vaults.delete_all().await?;
-            sqlx::query("DELETE FROM role_assignments")
-                .execute(&self.state.pool)
-                .await?;
+            sim_core::rbac::reset(&self.state.pool).await?;
             self.seed().await
         };
         reset.await.map_err(|e: KvError| e.to_string())

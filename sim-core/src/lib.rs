@@ -22,6 +22,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod db;
+pub mod rbac;
 pub mod server;
 pub mod tls;
 pub mod well_known;

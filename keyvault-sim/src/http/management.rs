@@ -5,41 +5,28 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, put};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sim_core::ApiError;
-use sim_core::admin::require_admin;
-use sim_core::auth::{Authenticated, Principal};
-use sim_core::well_known;
+use sim_core::auth::Principal;
 
 use super::{KvState, request_authority};
 use crate::error::KvError;
 use crate::policy::{AccessPolicy, PolicyEdit};
-use crate::rbac::{self, Role};
 use crate::vault_spec::{VaultRequest, parse};
 use crate::vaults::{Upserted, Vault};
+use sim_core::rbac;
 
 /// The management router. `vault_dns` is `vault.localhost:<data-plane port>`, from which
 /// each vault's `vaultUri` is made.
 pub fn router(state: KvState, vault_dns: String) -> Router {
-    let admin = Router::new()
-        .route(
-            "/admin/roleAssignments/{object_id}",
-            put(assign_role).delete(unassign_role),
-        )
-        .route("/admin/roleAssignments/{object_id}/", delete(unassign_role))
-        .with_state(AdminState(state.clone()));
-    Router::new()
-        .fallback(move |method, uri, headers, body| {
-            arm(state.clone(), vault_dns.clone(), method, uri, headers, body)
-        })
-        .merge(admin)
+    Router::new().fallback(move |method, uri, headers, body| {
+        arm(state.clone(), vault_dns.clone(), method, uri, headers, body)
+    })
 }
 
 struct Call<'a> {
@@ -114,7 +101,12 @@ async fn handle(
         caller,
         method,
         query,
-        origin: request_authority(uri, headers),
+        // vault-server forwards with the host the client called, so links point back at it.
+        origin: headers
+            .get("x-forwarded-host")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| request_authority(uri, headers)),
         path: uri.path().to_string(),
         vault_dns,
     };
@@ -241,7 +233,7 @@ impl Call<'_> {
         action: &str,
         write: bool,
     ) -> Result<(), KvError> {
-        rbac::authorize(&self.state.pool, &self.caller, subscription, action, write).await
+        Ok(rbac::authorize(&self.state.pool, &self.caller, subscription, action, write).await?)
     }
 
     async fn list_vaults(&self, sub: &str, group: Option<&str>) -> Result<Response, KvError> {
@@ -497,76 +489,4 @@ fn iso(unix: i64) -> String {
     DateTime::<Utc>::from_timestamp(unix, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// State of the admin routes: the admin-token verifier.
-#[derive(Clone)]
-struct AdminState(KvState);
-
-impl axum::extract::FromRef<AdminState> for std::sync::Arc<sim_core::auth::TokenVerifier> {
-    fn from_ref(state: &AdminState) -> Self {
-        state.0.admin_verifier.clone()
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RoleBody {
-    role: String,
-    subscription_id: Option<String>,
-}
-
-/// `PUT /admin/roleAssignments/{objectId}` `{"role":"Owner|Contributor|Reader"}`.
-async fn assign_role(
-    Authenticated(admin, _): Authenticated<ApiError>,
-    State(AdminState(state)): State<AdminState>,
-    Path(object_id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    require_admin(&admin)?;
-    let body: RoleBody = parse(&body).map_err(|e| ApiError::from(&e))?;
-    let role = Role::parse(&body.role).ok_or_else(|| {
-        ApiError::bad_request(
-            "InvalidRoleDefinition",
-            format!(
-                "Role '{}' is not simulated; use Owner, Contributor or Reader.",
-                body.role
-            ),
-        )
-    })?;
-    if uuid::Uuid::parse_str(&object_id).is_err() {
-        return Err(ApiError::bad_request(
-            "InvalidPrincipalId",
-            format!("'{object_id}' is not an object id (a GUID)."),
-        ));
-    }
-    let subscription = body
-        .subscription_id
-        .unwrap_or_else(|| well_known::SUBSCRIPTION_ID.to_string());
-    rbac::check_subscription(&subscription).map_err(|e| ApiError::from(&e))?;
-    rbac::assign(&state.pool, &subscription, &object_id, role)
-        .await
-        .map_err(|e| ApiError::from(&e))?;
-    Ok((
-        StatusCode::OK,
-        Json(json!({"objectId": object_id, "role": role.name(), "scope": format!("/subscriptions/{subscription}")})),
-    )
-        .into_response())
-}
-
-async fn unassign_role(
-    Authenticated(admin, _): Authenticated<ApiError>,
-    State(AdminState(state)): State<AdminState>,
-    Path(object_id): Path<String>,
-) -> Result<Response, ApiError> {
-    require_admin(&admin)?;
-    let removed = rbac::unassign(&state.pool, well_known::SUBSCRIPTION_ID, &object_id)
-        .await
-        .map_err(|e| ApiError::from(&e))?;
-    Ok(if removed {
-        StatusCode::OK
-    } else {
-        StatusCode::NO_CONTENT
-    }
-    .into_response())
 }
