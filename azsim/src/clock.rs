@@ -59,6 +59,7 @@ pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
     let services = [
         entra.clone(),
         format!("https://{}:{}", args.host, args.ports.keyvault_port),
+        format!("https://{}:{}", args.host, args.ports.vault_server_port),
     ];
 
     let current: Value = http
@@ -107,12 +108,21 @@ pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
 
 /// A token for the admin plane from the well-known admin app.
 async fn admin_token(http: &reqwest::Client, entra: &str) -> anyhow::Result<String> {
+    well_known_token(http, entra, "api://azsim/.default").await
+}
+
+/// A token of the well-known admin app for `scope`.
+pub async fn well_known_token(
+    http: &reqwest::Client,
+    entra: &str,
+    scope: &str,
+) -> anyhow::Result<String> {
     let url = format!("{entra}/{}/oauth2/v2.0/token", well_known::TENANT_ID);
     let form = [
         ("grant_type", "client_credentials"),
         ("client_id", well_known::ADMIN_CLIENT_ID),
         ("client_secret", well_known::ADMIN_CLIENT_SECRET),
-        ("scope", "api://azsim/.default"),
+        ("scope", scope),
     ];
     let response: Value = http.post(url).form(&form).send().await?.json().await?;
     response["access_token"]

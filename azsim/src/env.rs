@@ -46,6 +46,10 @@ pub fn print(args: &EnvArgs) -> anyhow::Result<()> {
             ),
         ),
         (
+            "AZSIM_ARM_URL",
+            format!("https://{}:{}", args.host, args.ports.vault_server_port),
+        ),
+        (
             "AZSIM_KEYVAULT_MGMT_URL",
             format!("https://{}:{}", args.host, args.ports.keyvault_mgmt_port),
         ),

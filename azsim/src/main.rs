@@ -1,12 +1,13 @@
 //! `azsim`: the all-in-one launcher.
 //!
-//! - `azsim up` runs every service in one process (entra-sim and keyvault-sim; the
-//!   Recovery Services vault joins when it lands);
+//! - `azsim up` runs every service in one process (entra-sim, keyvault-sim, vault-server);
 //! - `azsim env` prints the shell settings that point the Azure SDKs and CLI at it;
-//! - `azsim clock` reads or moves the simulated clock of every running service.
+//! - `azsim clock` reads or moves the simulated clock of every running service;
+//! - `azsim vault-credentials` downloads a vault's `.VaultCredentials` file.
 
 mod clock;
 mod env;
+mod vault_credentials;
 
 use std::net::IpAddr;
 
@@ -33,6 +34,8 @@ enum Command {
     Env(env::EnvArgs),
     /// Show or move the simulated clock on every running service.
     Clock(clock::ClockArgs),
+    /// Download a Recovery Services vault's credentials file (for agent registration).
+    VaultCredentials(vault_credentials::VaultCredentialsArgs),
 }
 
 #[derive(clap::Args)]
@@ -58,6 +61,9 @@ pub struct Ports {
     /// keyvault-sim management-plane (Microsoft.KeyVault/vaults) HTTPS port.
     #[arg(long, env = "AZSIM_KEYVAULT_MGMT_PORT", default_value_t = well_known::KEYVAULT_MANAGEMENT_PORT)]
     pub keyvault_mgmt_port: u16,
+    /// vault-server (ARM) HTTPS port.
+    #[arg(long, env = "AZSIM_VAULT_SERVER_PORT", default_value_t = well_known::VAULT_SERVER_PORT)]
+    pub vault_server_port: u16,
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -75,6 +81,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
     let keyvault_port = keyvault.data.addr.port();
+    let vault_server = vault_server::start(
+        &runtime,
+        bind,
+        args.ports.vault_server_port,
+        entra.sim.key_cache(),
+        vault_server::Config {
+            authority: entra.https.url(),
+            ca_pem: runtime.tls.ca_pem.clone(),
+            keyvault_management: Some(keyvault.management.url()),
+            keyvault_dns: Some(format!("vault.localhost:{keyvault_port}")),
+        },
+    )
+    .await?;
     let ca = match &runtime.tls.ca_path {
         Some(path) => std::fs::canonicalize(path)?.display().to_string(),
         None => format!("{}/ca.pem (in memory: download it)", entra.https.url()),
@@ -92,6 +111,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         well_known::DEFAULT_KEY_VAULT
     );
     println!("  keyvault mgmt      {}", keyvault.management.url());
+    println!("  vault-server (ARM) {}", vault_server.https.url());
     println!("  development CA     {ca}");
     println!("  tenant             {}", well_known::TENANT_ID);
     println!("  subscription       {}", well_known::SUBSCRIPTION_ID);
@@ -99,7 +119,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  admin secret       {}", well_known::ADMIN_CLIENT_SECRET);
     println!("Run `eval \"$(azsim env)\"` in another shell to point the Azure SDKs here.");
     sim_core::server::shutdown_signal().await;
-    tokio::join!(entra.shutdown(), keyvault.shutdown());
+    tokio::join!(entra.shutdown(), keyvault.shutdown(), vault_server.shutdown());
     Ok(())
 }
 
@@ -110,5 +130,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => up(args).await,
         Command::Env(args) => env::print(&args),
         Command::Clock(args) => clock::run(args).await,
+        Command::VaultCredentials(args) => vault_credentials::run(args).await,
     }
 }

@@ -1,0 +1,154 @@
+//! The ARM endpoint: authentication, `api-version`, correlation ids, Key Vault forwarding,
+//! and dispatch of case-insensitive paths to the handlers in [`resources`] and [`vault`].
+
+mod resources;
+mod vault;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use sim_core::ApiError;
+use sim_core::SimClock;
+use sim_core::auth::TokenVerifier;
+use sqlx::SqlitePool;
+
+use crate::arm::ArmCall;
+use crate::backup::Backup;
+use crate::error::{Result, VsError};
+use crate::vaults::Vaults;
+
+pub struct Shared {
+    pub pool: SqlitePool,
+    pub clock: SimClock,
+    pub vaults: Vaults,
+    pub backup: Backup,
+    pub arm_verifier: Arc<TokenVerifier>,
+    pub admin_verifier: Arc<TokenVerifier>,
+    /// keyvault-sim's management plane, where `Microsoft.KeyVault` requests go.
+    pub keyvault_management: Option<String>,
+    pub keyvault_dns: Option<String>,
+    pub http: reqwest::Client,
+}
+
+pub type VsState = Arc<Shared>;
+
+pub fn router(state: VsState) -> Router {
+    Router::new().fallback(entry).with_state(state)
+}
+
+async fn entry(
+    State(state): State<VsState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let correlation = headers
+        .get("x-ms-correlation-request-id")
+        .or_else(|| headers.get("x-ms-client-request-id"))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a uuid is a header value")
+        });
+    let mut response = match handle(&state, method, &uri, &headers, body).await {
+        Ok(response) => response,
+        Err(Failure::Vs(error)) => error.into_response(),
+        Err(Failure::Api(error)) => error.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert("x-ms-correlation-request-id", correlation);
+    response
+}
+
+enum Failure {
+    Vs(VsError),
+    Api(ApiError),
+}
+
+impl From<VsError> for Failure {
+    fn from(error: VsError) -> Self {
+        Failure::Vs(error)
+    }
+}
+
+/// `host[:port]` the client called: the URI authority over HTTP/2, `Host` otherwise.
+fn origin(uri: &Uri, headers: &HeaderMap) -> String {
+    uri.authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+async fn handle(
+    state: &VsState,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let origin = origin(uri, headers);
+    let path = uri.path();
+    if path.eq_ignore_ascii_case("/metadata/endpoints") {
+        return Ok(resources::metadata_endpoints(state, &origin, uri.query().unwrap_or_default()));
+    }
+    let query: BTreeMap<String, String> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+    if !query.contains_key("api-version") {
+        return Err(VsError::MissingApiVersion.into());
+    }
+    if path.to_ascii_lowercase().contains("/providers/microsoft.keyvault") {
+        let Some(target) = &state.keyvault_management else {
+            return Err(VsError::NoRoute {
+                method: method.to_string(),
+                path: path.to_string(),
+            }
+            .into());
+        };
+        return Ok(crate::forward::forward(&state.http, target, &origin, method, uri, headers, body).await);
+    }
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let caller = state
+        .arm_verifier
+        .verify_header(authorization)
+        .await
+        .map_err(|e| Failure::Api(e.into()))?;
+    let call = ArmCall::new(caller, method, path, query, origin, body);
+    Ok(dispatch(state, &call).await?)
+}
+
+async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
+    let lower = call.lower();
+    match lower.as_slice() {
+        ["subscriptions"] | ["tenants"] | ["subscriptions", _] => resources::subscriptions(state, call).await,
+        ["subscriptions", _, "resourcegroups"] | ["subscriptions", _, "resourcegroups", _] => {
+            resources::resource_groups(state, call).await
+        }
+        ["subscriptions", _, "providers", "microsoft.recoveryservices", "vaults"] => {
+            vault::list(state, call, None).await
+        }
+        ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.recoveryservices", "vaults"] => {
+            vault::list(state, call, Some(call.segment(3))).await
+        }
+        ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.recoveryservices", "locations", _, "checknameavailability"] => {
+            vault::check_name(state, call).await
+        }
+        ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.recoveryservices", "vaults", _, ..] => {
+            vault::dispatch(state, call).await
+        }
+        _ => Err(call.no_route()),
+    }
+}
+
+/// Requires a role on the subscription covering `action` (writes need Owner/Contributor).
+pub(crate) async fn authorize(state: &VsState, call: &ArmCall, action: &str) -> Result<()> {
+    let write = !matches!(call.method, Method::GET | Method::HEAD);
+    let subscription = call.segments.get(1).map(String::as_str).unwrap_or_default();
+    sim_core::rbac::authorize(&state.pool, &call.caller, subscription, action, write).await?;
+    Ok(())
+}

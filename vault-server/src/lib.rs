@@ -1,0 +1,174 @@
+//! vault-server: the Azure Resource Manager endpoint of azsim.
+//!
+//! - `Microsoft.Resources`: subscriptions, tenants, resource groups, `/metadata/endpoints`;
+//! - `Microsoft.RecoveryServices/vaults`: the vault ([`vaults`], [`settings`]), vault
+//!   credentials ([`credentials`]), and the Backup views ([`backup`], [`policy`]);
+//! - `Microsoft.KeyVault`: forwarded to keyvault-sim ([`forward`]).
+//!
+//! Every request carries an ARM bearer token from entra-sim; the caller needs a role on
+//! the subscription ([`sim_core::rbac`]). [`arm`] holds the request plumbing, [`http`] the
+//! dispatch.
+
+pub mod arm;
+pub mod backup;
+pub mod credentials;
+pub mod entra;
+pub mod error;
+pub mod forward;
+pub mod groups;
+pub mod http;
+pub mod policy;
+pub mod settings;
+pub mod vaults;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use sim_core::SimClock;
+use sim_core::admin::{AdminHooks, AdminPlane};
+use sim_core::auth::{KeyCache, TenantPolicy, TokenVerifier};
+use sim_core::cli::Runtime;
+use sim_core::db::Storage;
+use sim_core::server::{RunningServer, ServeConfig};
+use sim_core::well_known::ADMIN_AUDIENCE;
+
+pub use error::VsError;
+use http::{Shared, VsState};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Audiences ARM accepts.
+pub const ARM_AUDIENCES: &[&str] = &[
+    "https://management.azure.com",
+    "https://management.azure.com/",
+    "https://management.core.windows.net",
+    "https://management.core.windows.net/",
+];
+
+/// Where vault-server finds its neighbours.
+#[derive(Clone)]
+pub struct Config {
+    /// entra-sim's public URL (admin API for identities; `AadAuthority` of credentials).
+    pub authority: String,
+    /// The development CA, to trust entra-sim and keyvault-sim.
+    pub ca_pem: String,
+    /// keyvault-sim's management URL; `Microsoft.KeyVault` requests go there.
+    pub keyvault_management: Option<String>,
+    /// `vault.localhost:<port>`: the Key Vault DNS suffix in `/metadata/endpoints`.
+    pub keyvault_dns: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct VaultServer {
+    pub state: VsState,
+}
+
+impl VaultServer {
+    pub async fn open(
+        storage: &Storage,
+        clock: SimClock,
+        keys: Arc<KeyCache>,
+        config: Config,
+    ) -> Result<Self, sim_core::Error> {
+        let pool = sim_core::db::open(storage, "vault-server", &MIGRATOR).await?;
+        sim_core::rbac::seed(&pool).await?;
+        let entra = entra::EntraAdmin::new(&config.authority, &config.ca_pem)?;
+        let verifier = |audiences: &[&str]| {
+            Arc::new(TokenVerifier::new(
+                keys.clone(),
+                audiences.iter().map(|a| a.to_string()).collect(),
+                TenantPolicy::Any,
+                clock.clone(),
+            ))
+        };
+        let ca = reqwest::Certificate::from_pem(config.ca_pem.as_bytes())
+            .map_err(|e| sim_core::Error::Tls(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| sim_core::Error::Tls(e.to_string()))?;
+        let shared = Shared {
+            vaults: vaults::Vaults::new(pool.clone(), clock.clone(), entra),
+            backup: backup::Backup::new(pool.clone()),
+            arm_verifier: verifier(ARM_AUDIENCES),
+            admin_verifier: verifier(&[ADMIN_AUDIENCE]),
+            keyvault_management: config.keyvault_management,
+            keyvault_dns: config.keyvault_dns,
+            http,
+            pool,
+            clock,
+        };
+        Ok(VaultServer {
+            state: Arc::new(shared),
+        })
+    }
+
+    /// ARM, plus `/health`, `/ca.pem`, `/admin/{clock,reset}` and `/admin/roleAssignments`.
+    pub fn router(&self, ca_pem: String) -> Router {
+        let plane = AdminPlane {
+            service: "vault-server",
+            hooks: Arc::new(self.clone()),
+            clock: self.state.clock.clone(),
+            ca_pem,
+            verifier: self.state.admin_verifier.clone(),
+        };
+        http::router(self.state.clone())
+            .merge(sim_core::admin::router(plane))
+            .merge(sim_core::rbac::admin_router(
+                self.state.pool.clone(),
+                self.state.admin_verifier.clone(),
+            ))
+    }
+}
+
+impl AdminHooks for VaultServer {
+    async fn healthy(&self) -> bool {
+        sim_core::db::is_healthy(&self.state.pool).await
+    }
+
+    async fn reset(&self) -> Result<(), String> {
+        let pool = &self.state.pool;
+        let reset = async {
+            sqlx::query("DELETE FROM vaults").execute(pool).await?;
+            sqlx::query("DELETE FROM resource_groups").execute(pool).await?;
+            sim_core::rbac::reset(pool).await
+        };
+        reset.await.map_err(|e| e.to_string())
+    }
+}
+
+pub struct Running {
+    pub server: VaultServer,
+    pub https: RunningServer,
+}
+
+impl Running {
+    pub async fn shutdown(self) {
+        self.https.shutdown().await;
+    }
+}
+
+/// Opens and serves vault-server (port 0 picks a free port).
+pub async fn start(
+    runtime: &Runtime,
+    bind: IpAddr,
+    port: u16,
+    keys: Arc<KeyCache>,
+    config: Config,
+) -> Result<Running, sim_core::Error> {
+    let server = VaultServer::open(&runtime.storage, runtime.clock.clone(), keys, config).await?;
+    let https = sim_core::server::serve(
+        server.router(runtime.tls.ca_pem.clone()),
+        ServeConfig {
+            name: "vault-server",
+            bind,
+            port,
+            tls: Some(runtime.tls.clone()),
+        },
+    )
+    .await?;
+    Ok(Running { server, https })
+}
