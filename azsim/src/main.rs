@@ -119,7 +119,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  admin secret       {}", well_known::ADMIN_CLIENT_SECRET);
     println!("Run `eval \"$(azsim env)\"` in another shell to point the Azure SDKs here.");
     sim_core::server::shutdown_signal().await;
-    tokio::join!(entra.shutdown(), keyvault.shutdown(), vault_server.shutdown());
+    tokio::join!(
+        entra.shutdown(),
+        keyvault.shutdown(),
+        vault_server.shutdown()
+    );
     Ok(())
 }
 

@@ -33,14 +33,20 @@ pub struct VaultCredentialsArgs {
 
 pub async fn run(args: VaultCredentialsArgs) -> anyhow::Result<()> {
     let ca_path = args.data_dir.join("tls").join("ca.pem");
-    let ca = std::fs::read(&ca_path)
-        .with_context(|| format!("reading the development CA at {}; is azsim running with this --data-dir?", ca_path.display()))?;
+    let ca = std::fs::read(&ca_path).with_context(|| {
+        format!(
+            "reading the development CA at {}; is azsim running with this --data-dir?",
+            ca_path.display()
+        )
+    })?;
     let http = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
         .timeout(Duration::from_secs(30))
         .build()?;
     let entra = format!("https://{}:{}", args.host, args.ports.entra_port);
-    let token = crate::clock::well_known_token(&http, &entra, "https://management.azure.com/.default").await?;
+    let token =
+        crate::clock::well_known_token(&http, &entra, "https://management.azure.com/.default")
+            .await?;
     let url = format!(
         "https://{}:{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.RecoveryServices/vaults/{}/azsimVaultCredentials?api-version=2026-11-01",
         args.host,
@@ -60,7 +66,10 @@ pub async fn run(args: VaultCredentialsArgs) -> anyhow::Result<()> {
     let body = response.text().await?;
     if !status.is_success() {
         let message: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        bail!("vault-server refused ({status}): {}", message["error"]["message"].as_str().unwrap_or(&body));
+        bail!(
+            "vault-server refused ({status}): {}",
+            message["error"]["message"].as_str().unwrap_or(&body)
+        );
     }
     let output = args
         .output

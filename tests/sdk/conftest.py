@@ -55,6 +55,7 @@ class Azsim:
         self.keyvault_url = urls["keyvault"]
         self.keyvault_port = int(self.keyvault_url.rsplit(":", 1)[1])
         self.keyvault_mgmt_url = urls["keyvault_mgmt"]
+        self.arm_url = urls["arm"]
         self.ca_path = os.path.join(data_dir, "tls", "ca.pem")
 
     def vault_url(self, vault):
@@ -94,7 +95,7 @@ def azsim():
     process = subprocess.Popen(
         [
             _azsim_binary(), "up", "--data-dir", data_dir, "--entra-port", "0", "--mi-port", "0",
-            "--keyvault-port", "0", "--keyvault-mgmt-port", "0",
+            "--keyvault-port", "0", "--keyvault-mgmt-port", "0", "--vault-server-port", "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -105,6 +106,7 @@ def azsim():
         "mi": r"managed identity\s+(http://\S+)/msi/token",
         "keyvault": r"keyvault-sim\s+(https://\S+)",
         "keyvault_mgmt": r"keyvault mgmt\s+(https://\S+)",
+        "arm": r"vault-server \(ARM\)\s+(https://\S+)",
     }
     urls = {}
     deadline = time.time() + 60

@@ -70,11 +70,13 @@ impl Backup {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for container in rows {
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM protected_items WHERE vault_id = ? AND container = ?")
-                .bind(vault.id)
-                .bind(&container.name)
-                .fetch_one(&self.pool)
-                .await?;
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM protected_items WHERE vault_id = ? AND container = ?",
+            )
+            .bind(vault.id)
+            .bind(&container.name)
+            .fetch_one(&self.pool)
+            .await?;
             out.push((container, count));
         }
         Ok(out)
@@ -101,7 +103,12 @@ impl Backup {
         .await?)
     }
 
-    pub async fn recovery_points(&self, vault: &Vault, container: &str, item: &str) -> Result<Vec<RecoveryPoint>> {
+    pub async fn recovery_points(
+        &self,
+        vault: &Vault,
+        container: &str,
+        item: &str,
+    ) -> Result<Vec<RecoveryPoint>> {
         let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM protected_items WHERE vault_id = ? AND container = ? AND name = ?")
             .bind(vault.id)
             .bind(container)
@@ -125,7 +132,13 @@ impl Backup {
     }
 
     /// Registers a server (the agent's registration); idempotent per name.
-    pub async fn register_container(&self, vault: &Vault, name: &str, agent_version: &str, now: i64) -> Result<()> {
+    pub async fn register_container(
+        &self,
+        vault: &Vault,
+        name: &str,
+        agent_version: &str,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO containers (vault_id, name, container_id, friendly_name, agent_version, registered_at) \
              VALUES (?, ?, (SELECT COALESCE(MAX(container_id), 1000) + 1 FROM containers), ?, ?, ?) \
@@ -142,7 +155,14 @@ impl Backup {
     }
 
     /// Starts protecting `path` on a registered server.
-    pub async fn protect_item(&self, vault: &Vault, container: &str, name: &str, friendly_name: &str, now: i64) -> Result<()> {
+    pub async fn protect_item(
+        &self,
+        vault: &Vault,
+        container: &str,
+        name: &str,
+        friendly_name: &str,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO protected_items (vault_id, container, name, friendly_name, protection_state, created_at) \
              VALUES (?, ?, ?, ?, 'IRPending', ?) ON CONFLICT DO NOTHING",
@@ -169,21 +189,29 @@ impl Backup {
     }
 
     pub async fn in_progress_jobs(&self, vault: &Vault) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE vault_id = ? AND status = 'InProgress'")
-            .bind(vault.id)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE vault_id = ? AND status = 'InProgress'",
+        )
+        .bind(vault.id)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn policies(&self, vault: &Vault) -> Result<Vec<(String, Value)>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, properties FROM policies WHERE vault_id = ? ORDER BY name")
-                .bind(vault.id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, properties FROM policies WHERE vault_id = ? ORDER BY name",
+        )
+        .bind(vault.id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
-            .map(|(name, properties)| (name, serde_json::from_str(&properties).unwrap_or(Value::Null)))
+            .map(|(name, properties)| {
+                (
+                    name,
+                    serde_json::from_str(&properties).unwrap_or(Value::Null),
+                )
+            })
             .collect())
     }
 
@@ -201,11 +229,13 @@ impl Backup {
     }
 
     pub async fn delete_policy(&self, vault: &Vault, name: &str) -> Result<bool> {
-        let in_use: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM protected_items WHERE vault_id = ? AND policy_name = ?")
-            .bind(vault.id)
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
+        let in_use: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM protected_items WHERE vault_id = ? AND policy_name = ?",
+        )
+        .bind(vault.id)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
         if in_use > 0 {
             return Err(VsError::BadRequest(format!(
                 "Policy '{name}' protects {in_use} item(s); assign them another policy before deleting it."
@@ -221,11 +251,13 @@ impl Backup {
     }
 
     pub async fn policy_item_count(&self, vault: &Vault, name: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM protected_items WHERE vault_id = ? AND policy_name = ?")
-            .bind(vault.id)
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM protected_items WHERE vault_id = ? AND policy_name = ?",
+        )
+        .bind(vault.id)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?)
     }
 }
 
@@ -265,14 +297,20 @@ pub fn storage_config_request(body: &Value) -> Result<Map<String, Value>> {
         VsError::BadRequest("The body must be {\"properties\": {\"storageType\"?: ..., \"crossRegionRestoreFlag\"?: ...}}.".into())
     })?;
     let mut redundancy = Map::new();
-    if let Some(kind) = properties.get("storageType").or_else(|| properties.get("storageModelType")) {
+    if let Some(kind) = properties
+        .get("storageType")
+        .or_else(|| properties.get("storageModelType"))
+    {
         redundancy.insert("standardTierStorageRedundancy".into(), kind.clone());
     }
     if let Some(flag) = properties.get("crossRegionRestoreFlag") {
         let flag = flag.as_bool().ok_or_else(|| {
             VsError::BadRequest("properties.crossRegionRestoreFlag must be true or false.".into())
         })?;
-        redundancy.insert("crossRegionRestore".into(), if flag { "Enabled" } else { "Disabled" }.into());
+        redundancy.insert(
+            "crossRegionRestore".into(),
+            if flag { "Enabled" } else { "Disabled" }.into(),
+        );
     }
     let mut out = Map::new();
     out.insert("redundancySettings".into(), Value::Object(redundancy));
@@ -308,14 +346,23 @@ pub fn vault_config_json(vault: &Vault, items_protected: bool) -> Value {
 
 /// The vault properties a vault-config PUT/PATCH body asks for.
 pub fn vault_config_request(body: &Value) -> Result<Map<String, Value>> {
-    let properties = body.get("properties").and_then(Value::as_object).ok_or_else(|| {
-        VsError::BadRequest("The body must be {\"properties\": {\"softDeleteFeatureState\"?: ..., ...}}.".into())
-    })?;
+    let properties = body
+        .get("properties")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            VsError::BadRequest(
+                "The body must be {\"properties\": {\"softDeleteFeatureState\"?: ..., ...}}."
+                    .into(),
+            )
+        })?;
     let mut soft = Map::new();
     for (from, to) in [
         ("softDeleteFeatureState", "softDeleteState"),
         ("enhancedSecurityState", "enhancedSecurityState"),
-        ("softDeleteRetentionPeriodInDays", "softDeleteRetentionPeriodInDays"),
+        (
+            "softDeleteRetentionPeriodInDays",
+            "softDeleteRetentionPeriodInDays",
+        ),
     ] {
         if let Some(value) = properties.get(from) {
             soft.insert(to.into(), value.clone());
@@ -327,7 +374,12 @@ pub fn vault_config_request(body: &Value) -> Result<Map<String, Value>> {
         .unwrap_or_default())
 }
 
-pub fn container_json(vault: &Vault, container: &Container, items: i64, last_status: Option<&str>) -> Value {
+pub fn container_json(
+    vault: &Vault,
+    container: &Container,
+    items: i64,
+    last_status: Option<&str>,
+) -> Value {
     json!({
         "id": child_id(vault, &format!("backupFabrics/Azure/protectionContainers/{}", container.name)),
         "name": container.name,
@@ -422,7 +474,12 @@ pub fn job_json(vault: &Vault, job: &Job) -> Value {
     })
 }
 
-pub fn recovery_point_json(vault: &Vault, container: &str, item: &str, point: &RecoveryPoint) -> Value {
+pub fn recovery_point_json(
+    vault: &Vault,
+    container: &str,
+    item: &str,
+    point: &RecoveryPoint,
+) -> Value {
     let mut properties = json!({
         "objectType": "GenericRecoveryPoint",
         "friendlyName": point.name,
@@ -431,7 +488,8 @@ pub fn recovery_point_json(vault: &Vault, container: &str, item: &str, point: &R
         "recoveryPointAdditionalInfo": "",
     });
     if let Some(expiry) = point.expires_at {
-        properties["recoveryPointProperties"] = json!({"expiryTime": iso(expiry), "isSoftDeleted": false});
+        properties["recoveryPointProperties"] =
+            json!({"expiryTime": iso(expiry), "isSoftDeleted": false});
     }
     json!({
         "id": child_id(vault, &format!(

@@ -36,12 +36,22 @@ pub struct Credentials<'a> {
 impl Credentials<'_> {
     /// Registers `certificate_b64` (base64 DER) for the vault; the newest upload is the
     /// vault's latest credential.
-    pub async fn upload(&self, vault: &Vault, name: &str, certificate_b64: &str, now: i64) -> Result<Value> {
-        let der = STANDARD
-            .decode(certificate_b64.trim())
-            .map_err(|_| VsError::CredentialsRefused("properties.certificate must be the base64 of a DER X.509 certificate.".into()))?;
+    pub async fn upload(
+        &self,
+        vault: &Vault,
+        name: &str,
+        certificate_b64: &str,
+        now: i64,
+    ) -> Result<Value> {
+        let der = STANDARD.decode(certificate_b64.trim()).map_err(|_| {
+            VsError::CredentialsRefused(
+                "properties.certificate must be the base64 of a DER X.509 certificate.".into(),
+            )
+        })?;
         let (_, parsed) = X509Certificate::from_der(&der).map_err(|e| {
-            VsError::CredentialsRefused(format!("properties.certificate is not an X.509 certificate: {e}"))
+            VsError::CredentialsRefused(format!(
+                "properties.certificate is not an X.509 certificate: {e}"
+            ))
         })?;
         let uploaded = Uploaded {
             thumbprint: thumbprint(&der),
@@ -58,7 +68,11 @@ impl Credentials<'_> {
             )));
         }
         let (app_id, sp_id) = self.vaults.registration_app(vault).await?;
-        let key_id = self.vaults.entra().add_certificate(&app_id, &uploaded.certificate).await?;
+        let key_id = self
+            .vaults
+            .entra()
+            .add_certificate(&app_id, &uploaded.certificate)
+            .await?;
         sqlx::query(
             "INSERT INTO vault_certificates (vault_id, name, thumbprint, certificate, subject, issuer, valid_from, valid_to, \
              entra_key_id, uploaded_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
@@ -106,11 +120,23 @@ impl Credentials<'_> {
 
     /// A new `.VaultCredentials` file (XML) and its file name. `service_url` is the
     /// vault-server origin the agent talks to.
-    pub async fn generate(&self, vault: &Vault, service_url: &str, now: i64) -> Result<(String, String)> {
+    pub async fn generate(
+        &self,
+        vault: &Vault,
+        service_url: &str,
+        now: i64,
+    ) -> Result<(String, String)> {
         let key = KeyPair::generate_for(&PKCS_RSA_SHA256).map_err(crypto)?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(crypto)?;
-        let name = format!("{}{}-{}-vaultcredentials", vault.name, vault.subscription_id, date(now, "%-m-%-d-%Y"));
-        params.distinguished_name.push(DnType::CommonName, "Windows Azure Tools");
+        let name = format!(
+            "{}{}-{}-vaultcredentials",
+            vault.name,
+            vault.subscription_id,
+            date(now, "%-m-%-d-%Y")
+        );
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Windows Azure Tools");
         params.not_before = offset(now - 300)?;
         params.not_after = offset(now + VALIDITY_SECONDS)?;
         let certificate = params.self_signed(&key).map_err(crypto)?;
@@ -129,14 +155,23 @@ impl Credentials<'_> {
             ("ResourceId", vault.resource_number.to_string()),
             ("ResourceGroup", vault.resource_group.clone()),
             ("Location", vault.location.clone()),
-            ("ProviderNamespace", "Microsoft.RecoveryServices".to_string()),
+            (
+                "ProviderNamespace",
+                "Microsoft.RecoveryServices".to_string(),
+            ),
             ("AadAuthority", entra.authority.clone()),
             ("AadTenantId", entra.tenant.clone()),
             (
                 "ServicePrincipalClientId",
-                properties["servicePrincipalClientId"].as_str().unwrap_or_default().to_string(),
+                properties["servicePrincipalClientId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             ),
-            ("IdMgmtRestEndpoint", format!("{}/", service_url.trim_end_matches('/'))),
+            (
+                "IdMgmtRestEndpoint",
+                format!("{}/", service_url.trim_end_matches('/')),
+            ),
             ("AgentLinks", AGENT_LINKS.to_string()),
             ("AadAudience", audience(&entra.tenant, vault)),
         ];
@@ -147,7 +182,11 @@ impl Credentials<'_> {
             xml.push_str(&format!("  <{element}>{}</{element}>\n", escape(&value)));
         }
         xml.push_str("</RSBackupVaultAADCreds>\n");
-        let file_name = format!("{}_{}.VaultCredentials", vault.name, date(now, "%a %b %d %Y"));
+        let file_name = format!(
+            "{}_{}.VaultCredentials",
+            vault.name,
+            date(now, "%a %b %d %Y")
+        );
         Ok((file_name, xml))
     }
 }

@@ -48,7 +48,10 @@ impl EntraAdmin {
     async fn token(&self) -> Result<String> {
         let response: Value = self
             .http
-            .post(format!("{}/{}/oauth2/v2.0/token", self.authority, self.tenant))
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.authority, self.tenant
+            ))
             .form(&[
                 ("grant_type", "client_credentials"),
                 ("client_id", well_known::ADMIN_CLIENT_ID),
@@ -64,14 +67,24 @@ impl EntraAdmin {
         response["access_token"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| VsError::Upstream(format!("entra-sim refused the admin token: {response}")))
+            .ok_or_else(|| {
+                VsError::Upstream(format!("entra-sim refused the admin token: {response}"))
+            })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let token = self.token().await?;
         let mut request = self
             .http
-            .request(method, format!("{}/admin/tenants/{}{path}", self.authority, self.tenant))
+            .request(
+                method,
+                format!("{}/admin/tenants/{}{path}", self.authority, self.tenant),
+            )
             .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
@@ -80,14 +93,18 @@ impl EntraAdmin {
         let status = response.status();
         let text = response.text().await.map_err(upstream)?;
         if !status.is_success() {
-            return Err(VsError::Upstream(format!("entra-sim {path}: {status} {text}")));
+            return Err(VsError::Upstream(format!(
+                "entra-sim {path}: {status} {text}"
+            )));
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     pub async fn create_system_identity(&self, name: &str, resource_id: &str) -> Result<Identity> {
         let body = json!({"type": "SystemAssigned", "name": name, "resourceId": resource_id});
-        let identity = self.call(reqwest::Method::POST, "/managedIdentities", Some(body)).await?;
+        let identity = self
+            .call(reqwest::Method::POST, "/managedIdentities", Some(body))
+            .await?;
         let field = |name: &str| identity[name].as_str().unwrap_or_default().to_string();
         Ok(Identity {
             principal_id: field("principalId"),
@@ -97,9 +114,13 @@ impl EntraAdmin {
     }
 
     pub async fn delete_identity(&self, principal_id: &str) -> Result<()> {
-        self.call(reqwest::Method::DELETE, &format!("/managedIdentities/{principal_id}"), None)
-            .await
-            .map(|_| ())
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/managedIdentities/{principal_id}"),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn create_app(&self, display_name: &str) -> Result<App> {
@@ -112,14 +133,21 @@ impl EntraAdmin {
             .await?;
         Ok(App {
             app_id: app["appId"].as_str().unwrap_or_default().to_string(),
-            service_principal_id: app["servicePrincipalId"].as_str().unwrap_or_default().to_string(),
+            service_principal_id: app["servicePrincipalId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         })
     }
 
     pub async fn delete_app(&self, app_id: &str) -> Result<()> {
-        self.call(reqwest::Method::DELETE, &format!("/applications/{app_id}"), None)
-            .await
-            .map(|_| ())
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/applications/{app_id}"),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Registers a public certificate (base64 DER) on the app; returns its key id.

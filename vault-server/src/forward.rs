@@ -38,13 +38,20 @@ pub async fn forward(
     let response = match request.send().await {
         Ok(response) => response,
         Err(e) => {
-            return VsError::Upstream(format!("keyvault-sim could not be reached at {target}: {e}")).into_response();
+            return VsError::Upstream(format!(
+                "keyvault-sim could not be reached at {target}: {e}"
+            ))
+            .into_response();
         }
     };
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut out_headers = HeaderMap::new();
     for (name, value) in response.headers() {
-        if matches!(name.as_str(), "content-type" | "x-ms-correlation-request-id" | "www-authenticate") {
+        if matches!(
+            name.as_str(),
+            "content-type" | "x-ms-correlation-request-id" | "www-authenticate"
+        ) {
             if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
                 out_headers.insert(name.clone(), value);
             }

@@ -84,18 +84,22 @@ pub async fn put(
                 )));
             }
             if let Some(tags) = tags {
-                sqlx::query("UPDATE resource_groups SET tags = ? WHERE subscription_id = ? AND name = ?")
-                    .bind(Value::Object(tags).to_string())
-                    .bind(subscription)
-                    .bind(name)
-                    .execute(pool)
-                    .await?;
+                sqlx::query(
+                    "UPDATE resource_groups SET tags = ? WHERE subscription_id = ? AND name = ?",
+                )
+                .bind(Value::Object(tags).to_string())
+                .bind(subscription)
+                .bind(name)
+                .execute(pool)
+                .await?;
             }
             Ok((get(pool, subscription, name).await?, false))
         }
         Err(VsError::ResourceGroupNotFound(_)) => {
             let location = location.ok_or_else(|| {
-                VsError::BadRequest("The 'location' property is required to create a resource group.".into())
+                VsError::BadRequest(
+                    "The 'location' property is required to create a resource group.".into(),
+                )
             })?;
             sqlx::query(
                 "INSERT INTO resource_groups (subscription_id, name, location, tags, created_at) VALUES (?, ?, ?, ?, ?)",

@@ -133,7 +133,9 @@ impl AdminHooks for VaultServer {
         let pool = &self.state.pool;
         let reset = async {
             sqlx::query("DELETE FROM vaults").execute(pool).await?;
-            sqlx::query("DELETE FROM resource_groups").execute(pool).await?;
+            sqlx::query("DELETE FROM resource_groups")
+                .execute(pool)
+                .await?;
             sim_core::rbac::reset(pool).await
         };
         reset.await.map_err(|e| e.to_string())

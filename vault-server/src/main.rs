@@ -6,7 +6,11 @@ use sim_core::cli::CommonArgs;
 use sim_core::well_known;
 
 #[derive(Parser)]
-#[command(name = "vault-server", version, about = "Azure Resource Manager and Recovery Services vault emulator (azsim)")]
+#[command(
+    name = "vault-server",
+    version,
+    about = "Azure Resource Manager and Recovery Services vault emulator (azsim)"
+)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
@@ -14,13 +18,25 @@ struct Args {
     #[arg(long, env = "AZSIM_VAULT_SERVER_PORT", default_value_t = well_known::VAULT_SERVER_PORT)]
     port: u16,
     /// URL of the entra-sim whose tokens are accepted and where vault identities live.
-    #[arg(long, env = "AZSIM_AUTHORITY", default_value = "https://localhost:10010")]
+    #[arg(
+        long,
+        env = "AZSIM_AUTHORITY",
+        default_value = "https://localhost:10010"
+    )]
     authority: String,
     /// keyvault-sim's management URL (Microsoft.KeyVault requests are forwarded there).
-    #[arg(long, env = "AZSIM_KEYVAULT_MGMT_URL", default_value = "https://localhost:10014")]
+    #[arg(
+        long,
+        env = "AZSIM_KEYVAULT_MGMT_URL",
+        default_value = "https://localhost:10014"
+    )]
     keyvault_management: String,
     /// Key Vault DNS suffix announced in /metadata/endpoints.
-    #[arg(long, env = "AZSIM_KEYVAULT_DNS", default_value = "vault.localhost:10011")]
+    #[arg(
+        long,
+        env = "AZSIM_KEYVAULT_DNS",
+        default_value = "vault.localhost:10011"
+    )]
     keyvault_dns: String,
 }
 

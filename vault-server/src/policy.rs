@@ -6,7 +6,15 @@ use serde_json::Value;
 
 use crate::error::{Result, VsError};
 
-const DAYS: &[&str] = &["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const DAYS: &[&str] = &[
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 fn invalid(message: String) -> VsError {
     VsError::InvalidPolicy(message)
@@ -14,7 +22,9 @@ fn invalid(message: String) -> VsError {
 
 /// Checks `properties` of a PUT body and returns them in canonical form.
 pub fn validate(properties: &Value) -> Result<Value> {
-    let kind = properties["backupManagementType"].as_str().unwrap_or_default();
+    let kind = properties["backupManagementType"]
+        .as_str()
+        .unwrap_or_default();
     if !kind.eq_ignore_ascii_case("MAB") {
         return Err(invalid(format!(
             "properties.backupManagementType '{kind}' is not simulated; only MAB (MARS agent) policies are."
@@ -22,10 +32,17 @@ pub fn validate(properties: &Value) -> Result<Value> {
     }
     let schedule = &properties["schedulePolicy"];
     if schedule["schedulePolicyType"].as_str() != Some("SimpleSchedulePolicy") {
-        return Err(invalid("properties.schedulePolicy must be a SimpleSchedulePolicy.".into()));
+        return Err(invalid(
+            "properties.schedulePolicy must be a SimpleSchedulePolicy.".into(),
+        ));
     }
-    let frequency = schedule["scheduleRunFrequency"].as_str().unwrap_or_default();
-    let times = schedule["scheduleRunTimes"].as_array().map(Vec::len).unwrap_or(0);
+    let frequency = schedule["scheduleRunFrequency"]
+        .as_str()
+        .unwrap_or_default();
+    let times = schedule["scheduleRunTimes"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
     match frequency.to_ascii_lowercase().as_str() {
         "daily" | "weekly" => {}
         _ => {
@@ -40,8 +57,15 @@ pub fn validate(properties: &Value) -> Result<Value> {
         )));
     }
     if frequency.eq_ignore_ascii_case("weekly") {
-        let days = schedule["scheduleRunDays"].as_array().cloned().unwrap_or_default();
-        if days.is_empty() || days.iter().any(|d| !DAYS.contains(&d.as_str().unwrap_or_default())) {
+        let days = schedule["scheduleRunDays"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if days.is_empty()
+            || days
+                .iter()
+                .any(|d| !DAYS.contains(&d.as_str().unwrap_or_default()))
+        {
             return Err(invalid(
                 "A weekly schedule needs scheduleRunDays, each one of Sunday..Saturday.".into(),
             ));
@@ -49,7 +73,9 @@ pub fn validate(properties: &Value) -> Result<Value> {
     }
     let retention = &properties["retentionPolicy"];
     if retention["retentionPolicyType"].as_str() != Some("LongTermRetentionPolicy") {
-        return Err(invalid("properties.retentionPolicy must be a LongTermRetentionPolicy.".into()));
+        return Err(invalid(
+            "properties.retentionPolicy must be a LongTermRetentionPolicy.".into(),
+        ));
     }
     let ranges = [
         ("dailySchedule", "Days", 7, 9999),
@@ -78,7 +104,9 @@ pub fn validate(properties: &Value) -> Result<Value> {
         }
     }
     if !any {
-        return Err(invalid("The retention policy keeps nothing: add at least a daily or weekly schedule.".into()));
+        return Err(invalid(
+            "The retention policy keeps nothing: add at least a daily or weekly schedule.".into(),
+        ));
     }
     let mut canonical = properties.clone();
     canonical["backupManagementType"] = "MAB".into();

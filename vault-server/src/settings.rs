@@ -125,15 +125,27 @@ const IMMUTABILITY: &[&str] = &["Disabled", "Unlocked", "Locked"];
 const SOFT_DELETE: &[&str] = &["Enabled", "Disabled", "AlwaysON"];
 
 pub fn redundancy(properties: &Map<String, Value>) -> &str {
-    get_str(properties, &["redundancySettings", "standardTierStorageRedundancy"]).unwrap_or("GeoRedundant")
+    get_str(
+        properties,
+        &["redundancySettings", "standardTierStorageRedundancy"],
+    )
+    .unwrap_or("GeoRedundant")
 }
 
 pub fn immutability(properties: &Map<String, Value>) -> &str {
-    get_str(properties, &["securitySettings", "immutabilitySettings", "state"]).unwrap_or("Disabled")
+    get_str(
+        properties,
+        &["securitySettings", "immutabilitySettings", "state"],
+    )
+    .unwrap_or("Disabled")
 }
 
 pub fn soft_delete_state(properties: &Map<String, Value>) -> &str {
-    get_str(properties, &["securitySettings", "softDeleteSettings", "softDeleteState"]).unwrap_or("Enabled")
+    get_str(
+        properties,
+        &["securitySettings", "softDeleteSettings", "softDeleteState"],
+    )
+    .unwrap_or("Enabled")
 }
 
 /// Canonicalises `next` and checks it against the rules and the vault's `current` state.
@@ -144,16 +156,43 @@ pub fn validate(
     items_protected: bool,
 ) -> Result<()> {
     canonical(next, &["publicNetworkAccess"], ENABLED_DISABLED)?;
-    canonical(next, &["redundancySettings", "standardTierStorageRedundancy"], REDUNDANCY)?;
-    canonical(next, &["redundancySettings", "crossRegionRestore"], ENABLED_DISABLED)?;
-    canonical(next, &["securitySettings", "immutabilitySettings", "state"], IMMUTABILITY)?;
-    canonical(next, &["securitySettings", "softDeleteSettings", "softDeleteState"], SOFT_DELETE)?;
     canonical(
         next,
-        &["securitySettings", "softDeleteSettings", "enhancedSecurityState"],
+        &["redundancySettings", "standardTierStorageRedundancy"],
+        REDUNDANCY,
+    )?;
+    canonical(
+        next,
+        &["redundancySettings", "crossRegionRestore"],
+        ENABLED_DISABLED,
+    )?;
+    canonical(
+        next,
+        &["securitySettings", "immutabilitySettings", "state"],
+        IMMUTABILITY,
+    )?;
+    canonical(
+        next,
+        &["securitySettings", "softDeleteSettings", "softDeleteState"],
         SOFT_DELETE,
     )?;
-    if let Some(days) = lookup(next, &["securitySettings", "softDeleteSettings", "softDeleteRetentionPeriodInDays"]) {
+    canonical(
+        next,
+        &[
+            "securitySettings",
+            "softDeleteSettings",
+            "enhancedSecurityState",
+        ],
+        SOFT_DELETE,
+    )?;
+    if let Some(days) = lookup(
+        next,
+        &[
+            "securitySettings",
+            "softDeleteSettings",
+            "softDeleteRetentionPeriodInDays",
+        ],
+    ) {
         match days.as_i64() {
             Some(14..=180) => {}
             _ => {
@@ -205,7 +244,9 @@ pub fn validate_name(name: &str) -> Result<()> {
     let bytes = name.as_bytes();
     let valid = (2..=50).contains(&bytes.len())
         && bytes[0].is_ascii_alphabetic()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-');
     if valid {
         Ok(())
     } else {
@@ -244,31 +285,54 @@ mod tests {
         validate("v", None, &mut next, false).unwrap();
         assert_eq!(redundancy(&next), "LocallyRedundant");
         assert_eq!(soft_delete_state(&next), "AlwaysON");
-        let mut bad = with(defaults(), json!({"redundancySettings": {"standardTierStorageRedundancy": "Tape"}}));
+        let mut bad = with(
+            defaults(),
+            json!({"redundancySettings": {"standardTierStorageRedundancy": "Tape"}}),
+        );
         assert!(validate("v", None, &mut bad, false).is_err());
     }
 
     #[test]
     fn immutability_moves_forward_and_locked_is_final() {
-        let state = |s: &str| with(defaults(), json!({"securitySettings": {"immutabilitySettings": {"state": s}}}));
+        let state = |s: &str| {
+            with(
+                defaults(),
+                json!({"securitySettings": {"immutabilitySettings": {"state": s}}}),
+            )
+        };
         let check = |from: &str, to: &str| validate("v", Some(&state(from)), &mut state(to), false);
         assert!(check("Disabled", "Unlocked").is_ok());
         assert!(check("Unlocked", "Locked").is_ok());
         assert!(check("Unlocked", "Disabled").is_ok());
         assert!(check("Disabled", "Locked").is_err());
-        assert!(matches!(check("Locked", "Unlocked"), Err(VsError::ImmutabilityLocked(_))));
-        assert!(matches!(check("Locked", "Disabled"), Err(VsError::ImmutabilityLocked(_))));
+        assert!(matches!(
+            check("Locked", "Unlocked"),
+            Err(VsError::ImmutabilityLocked(_))
+        ));
+        assert!(matches!(
+            check("Locked", "Disabled"),
+            Err(VsError::ImmutabilityLocked(_))
+        ));
     }
 
     #[test]
     fn redundancy_is_fixed_once_items_are_protected() {
-        let lrs = with(defaults(), json!({"redundancySettings": {"standardTierStorageRedundancy": "LocallyRedundant"}}));
+        let lrs = with(
+            defaults(),
+            json!({"redundancySettings": {"standardTierStorageRedundancy": "LocallyRedundant"}}),
+        );
         assert!(validate("v", Some(&defaults()), &mut lrs.clone(), false).is_ok());
         assert!(matches!(
             validate("v", Some(&defaults()), &mut lrs.clone(), true),
             Err(VsError::RedundancyLocked(_))
         ));
-        let mut crr = with(lrs, json!({"redundancySettings": {"crossRegionRestore": "Enabled"}}));
-        assert!(validate("v", None, &mut crr, false).is_err(), "CRR needs GRS");
+        let mut crr = with(
+            lrs,
+            json!({"redundancySettings": {"crossRegionRestore": "Enabled"}}),
+        );
+        assert!(
+            validate("v", None, &mut crr, false).is_err(),
+            "CRR needs GRS"
+        );
     }
 }

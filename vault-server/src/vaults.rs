@@ -51,7 +51,9 @@ impl Vault {
     }
 
     pub fn identity(&self) -> Option<Value> {
-        self.identity.as_deref().and_then(|i| serde_json::from_str(i).ok())
+        self.identity
+            .as_deref()
+            .and_then(|i| serde_json::from_str(i).ok())
     }
 
     /// The vault as ARM returns it.
@@ -64,7 +66,8 @@ impl Vault {
         properties.insert("secureScore".into(), "Minimum".into());
         properties.insert("bcdrSecurityLevel".into(), "Fair".into());
         let tags: Map<String, Value> = serde_json::from_str(&self.tags).unwrap_or_default();
-        let sku: Value = serde_json::from_str(&self.sku).unwrap_or(json!({"name": "RS0", "tier": "Standard"}));
+        let sku: Value =
+            serde_json::from_str(&self.sku).unwrap_or(json!({"name": "RS0", "tier": "Standard"}));
         let mut body = json!({
             "id": self.arm_id(),
             "name": self.name,
@@ -155,7 +158,8 @@ impl Vaults {
     }
 
     pub async fn find(&self, subscription: &str, group: &str, name: &str) -> Result<Option<Vault>> {
-        const QUERY: &str = select_vaults!(" WHERE subscription_id = ? AND resource_group = ? AND name = ?");
+        const QUERY: &str =
+            select_vaults!(" WHERE subscription_id = ? AND resource_group = ? AND name = ?");
         Ok(sqlx::query_as::<_, Vault>(QUERY)
             .bind(subscription)
             .bind(group)
@@ -167,19 +171,22 @@ impl Vaults {
     /// The vault, or 404 naming the resource group or the vault that is missing.
     pub async fn get(&self, subscription: &str, group: &str, name: &str) -> Result<Vault> {
         groups::get(&self.pool, subscription, group).await?;
-        self.find(subscription, group, name).await?.ok_or_else(|| VsError::ResourceNotFound {
-            kind: KIND,
-            group: group.to_string(),
-            name: name.to_string(),
-        })
+        self.find(subscription, group, name)
+            .await?
+            .ok_or_else(|| VsError::ResourceNotFound {
+                kind: KIND,
+                group: group.to_string(),
+                name: name.to_string(),
+            })
     }
 
     pub async fn list(&self, subscription: &str, group: Option<&str>) -> Result<Vec<Vault>> {
         if let Some(group) = group {
             groups::get(&self.pool, subscription, group).await?;
         }
-        const QUERY: &str =
-            select_vaults!(" WHERE subscription_id = ?1 AND (?2 IS NULL OR resource_group = ?2) ORDER BY name");
+        const QUERY: &str = select_vaults!(
+            " WHERE subscription_id = ?1 AND (?2 IS NULL OR resource_group = ?2) ORDER BY name"
+        );
         Ok(sqlx::query_as::<_, Vault>(QUERY)
             .bind(subscription)
             .bind(group)
@@ -189,10 +196,12 @@ impl Vaults {
 
     /// Protected items in the vault (redundancy is fixed once there are any).
     pub async fn protected_item_count(&self, vault: &Vault) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM protected_items WHERE vault_id = ?")
-            .bind(vault.id)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM protected_items WHERE vault_id = ?")
+                .bind(vault.id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn create_or_update(
@@ -207,8 +216,13 @@ impl Vaults {
         let _write = self.write.lock().await;
         groups::get(&self.pool, subscription, group).await?;
         match self.find(subscription, group, name).await? {
-            Some(vault) => Ok(Upserted::Updated(self.update(vault, request, caller).await?)),
-            None => Ok(Upserted::Created(self.create(subscription, group, name, request, caller).await?)),
+            Some(vault) => Ok(Upserted::Updated(
+                self.update(vault, request, caller).await?,
+            )),
+            None => Ok(Upserted::Created(
+                self.create(subscription, group, name, request, caller)
+                    .await?,
+            )),
         }
     }
 
@@ -220,10 +234,9 @@ impl Vaults {
         request: VaultRequest,
         caller: &str,
     ) -> Result<Vault> {
-        let location = request
-            .location
-            .clone()
-            .ok_or_else(|| VsError::BadRequest("The 'location' property is required to create a vault.".into()))?;
+        let location = request.location.clone().ok_or_else(|| {
+            VsError::BadRequest("The 'location' property is required to create a vault.".into())
+        })?;
         let mut properties = settings::defaults();
         settings::merge(&mut properties, &request.properties);
         settings::validate(name, None, &mut properties, false)?;
@@ -249,7 +262,9 @@ impl Vaults {
             updated_at: now,
             updated_by: caller.to_string(),
         };
-        vault.identity = self.identity_change(&vault, request.identity.as_ref()).await?;
+        vault.identity = self
+            .identity_change(&vault, request.identity.as_ref())
+            .await?;
         vault.id = sqlx::query_scalar(
             "INSERT INTO vaults (resource_number, subscription_id, resource_group, name, location, tags, sku, identity, \
              properties, etag, created_at, created_by, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -295,14 +310,23 @@ impl Vaults {
             vault.sku = sku_json(Some(sku))?.to_string();
         }
         if request.identity.is_some() {
-            vault.identity = self.identity_change(&vault, request.identity.as_ref()).await?;
+            vault.identity = self
+                .identity_change(&vault, request.identity.as_ref())
+                .await?;
         }
         vault.properties = Value::Object(next).to_string();
         self.save(&mut vault, caller).await?;
         Ok(vault)
     }
 
-    pub async fn patch(&self, subscription: &str, group: &str, name: &str, request: VaultRequest, caller: &str) -> Result<Vault> {
+    pub async fn patch(
+        &self,
+        subscription: &str,
+        group: &str,
+        name: &str,
+        request: VaultRequest,
+        caller: &str,
+    ) -> Result<Vault> {
         let _write = self.write.lock().await;
         let vault = self.get(subscription, group, name).await?;
         self.update(vault, request, caller).await
@@ -310,13 +334,20 @@ impl Vaults {
 
     /// Replaces the redundancy settings (backupstorageconfig) or soft-delete settings
     /// (backupconfig) through the same rules as a PATCH of the vault.
-    pub async fn patch_properties(&self, vault: &Vault, properties: Map<String, Value>, caller: &str) -> Result<Vault> {
+    pub async fn patch_properties(
+        &self,
+        vault: &Vault,
+        properties: Map<String, Value>,
+        caller: &str,
+    ) -> Result<Vault> {
         let _write = self.write.lock().await;
         let request = VaultRequest {
             properties,
             ..VaultRequest::default()
         };
-        let fresh = self.get(&vault.subscription_id, &vault.resource_group, &vault.name).await?;
+        let fresh = self
+            .get(&vault.subscription_id, &vault.resource_group, &vault.name)
+            .await?;
         self.update(fresh, request, caller).await
     }
 
@@ -346,7 +377,11 @@ impl Vaults {
 
     /// The identity JSON after `request`: SystemAssigned creates the managed identity in
     /// entra-sim (once), None removes it.
-    async fn identity_change(&self, vault: &Vault, request: Option<&IdentityRequest>) -> Result<Option<String>> {
+    async fn identity_change(
+        &self,
+        vault: &Vault,
+        request: Option<&IdentityRequest>,
+    ) -> Result<Option<String>> {
         let Some(request) = request else {
             return Ok(vault.identity.clone());
         };
@@ -359,7 +394,10 @@ impl Vaults {
                 if existing.is_some() {
                     return Ok(vault.identity.clone());
                 }
-                let identity = self.entra.create_system_identity(&vault.name, &vault.arm_id()).await?;
+                let identity = self
+                    .entra
+                    .create_system_identity(&vault.name, &vault.arm_id())
+                    .await?;
                 Ok(Some(
                     json!({"type": "SystemAssigned", "principalId": identity.principal_id, "tenantId": identity.tenant_id})
                         .to_string(),
@@ -393,10 +431,15 @@ impl Vaults {
         if containers + items > 0 {
             return Err(VsError::VaultNotEmpty(vault.name));
         }
-        sqlx::query("DELETE FROM vaults WHERE id = ?").bind(vault.id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM vaults WHERE id = ?")
+            .bind(vault.id)
+            .execute(&self.pool)
+            .await?;
         // The vault is gone; its identities in entra-sim follow (a failure here only
         // leaves an unused principal behind, logged).
-        if let Some(principal) = vault.identity().and_then(|i| i["principalId"].as_str().map(str::to_string))
+        if let Some(principal) = vault
+            .identity()
+            .and_then(|i| i["principalId"].as_str().map(str::to_string))
             && let Err(e) = self.entra.delete_identity(&principal).await
         {
             tracing::warn!(%e, vault = %vault.name, "could not delete the vault's managed identity");
@@ -413,22 +456,29 @@ impl Vaults {
     /// vault-credential certificates.
     pub async fn registration_app(&self, vault: &Vault) -> Result<(String, String)> {
         let _write = self.write.lock().await;
-        let mut fresh = self.get(&vault.subscription_id, &vault.resource_group, &vault.name).await?;
+        let mut fresh = self
+            .get(&vault.subscription_id, &vault.resource_group, &vault.name)
+            .await?;
         if let (Some(app), Some(sp)) = (&fresh.registration_app_id, &fresh.registration_sp_id) {
             return Ok((app.clone(), sp.clone()));
         }
         let app = self
             .entra
-            .create_app(&format!("{}-backup-registration-{}", vault.name, vault.resource_number))
+            .create_app(&format!(
+                "{}-backup-registration-{}",
+                vault.name, vault.resource_number
+            ))
             .await?;
         fresh.registration_app_id = Some(app.app_id.clone());
         fresh.registration_sp_id = Some(app.service_principal_id.clone());
-        sqlx::query("UPDATE vaults SET registration_app_id = ?, registration_sp_id = ? WHERE id = ?")
-            .bind(&app.app_id)
-            .bind(&app.service_principal_id)
-            .bind(fresh.id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE vaults SET registration_app_id = ?, registration_sp_id = ? WHERE id = ?",
+        )
+        .bind(&app.app_id)
+        .bind(&app.service_principal_id)
+        .bind(fresh.id)
+        .execute(&self.pool)
+        .await?;
         Ok((app.app_id, app.service_principal_id))
     }
 
@@ -442,7 +492,12 @@ impl Vaults {
     }
 
     /// Whether `name` can be used for a new vault in the resource group.
-    pub async fn name_available(&self, subscription: &str, group: &str, name: &str) -> Result<bool> {
+    pub async fn name_available(
+        &self,
+        subscription: &str,
+        group: &str,
+        name: &str,
+    ) -> Result<bool> {
         Ok(self.find(subscription, group, name).await?.is_none())
     }
 }
@@ -452,7 +507,9 @@ fn sku_json(sku: Option<&Sku>) -> Result<Value> {
         return Ok(json!({"name": "RS0", "tier": "Standard"}));
     };
     match sku.name.to_ascii_lowercase().as_str() {
-        "rs0" => Ok(json!({"name": "RS0", "tier": sku.tier.clone().unwrap_or_else(|| "Standard".into())})),
+        "rs0" => Ok(
+            json!({"name": "RS0", "tier": sku.tier.clone().unwrap_or_else(|| "Standard".into())}),
+        ),
         "standard" => Ok(json!({"name": "Standard"})),
         _ => Err(VsError::BadRequest(format!(
             "sku.name '{}' is not valid; use 'Standard' or 'RS0'.",

@@ -53,7 +53,8 @@ async fn entry(
         .or_else(|| headers.get("x-ms-client-request-id"))
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a uuid is a header value")
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a uuid is a header value")
         });
     let mut response = match handle(&state, method, &uri, &headers, body).await {
         Ok(response) => response,
@@ -81,7 +82,12 @@ impl From<VsError> for Failure {
 fn origin(uri: &Uri, headers: &HeaderMap) -> String {
     uri.authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "localhost".to_string())
 }
 
@@ -95,14 +101,21 @@ async fn handle(
     let origin = origin(uri, headers);
     let path = uri.path();
     if path.eq_ignore_ascii_case("/metadata/endpoints") {
-        return Ok(resources::metadata_endpoints(state, &origin, uri.query().unwrap_or_default()));
+        return Ok(resources::metadata_endpoints(
+            state,
+            &origin,
+            uri.query().unwrap_or_default(),
+        ));
     }
     let query: BTreeMap<String, String> =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
     if !query.contains_key("api-version") {
         return Err(VsError::MissingApiVersion.into());
     }
-    if path.to_ascii_lowercase().contains("/providers/microsoft.keyvault") {
+    if path
+        .to_ascii_lowercase()
+        .contains("/providers/microsoft.keyvault")
+    {
         let Some(target) = &state.keyvault_management else {
             return Err(VsError::NoRoute {
                 method: method.to_string(),
@@ -110,9 +123,20 @@ async fn handle(
             }
             .into());
         };
-        return Ok(crate::forward::forward(&state.http, target, &origin, method, uri, headers, body).await);
+        return Ok(crate::forward::forward(
+            &state.http,
+            target,
+            &origin,
+            method,
+            uri,
+            headers,
+            body,
+        )
+        .await);
     }
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let caller = state
         .arm_verifier
         .verify_header(authorization)
@@ -125,22 +149,50 @@ async fn handle(
 async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
     let lower = call.lower();
     match lower.as_slice() {
-        ["subscriptions"] | ["tenants"] | ["subscriptions", _] => resources::subscriptions(state, call).await,
+        ["subscriptions"] | ["tenants"] | ["subscriptions", _] => {
+            resources::subscriptions(state, call).await
+        }
         ["subscriptions", _, "resourcegroups"] | ["subscriptions", _, "resourcegroups", _] => {
             resources::resource_groups(state, call).await
         }
-        ["subscriptions", _, "providers", "microsoft.recoveryservices", "vaults"] => {
-            vault::list(state, call, None).await
-        }
-        ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.recoveryservices", "vaults"] => {
-            vault::list(state, call, Some(call.segment(3))).await
-        }
-        ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.recoveryservices", "locations", _, "checknameavailability"] => {
-            vault::check_name(state, call).await
-        }
-        ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.recoveryservices", "vaults", _, ..] => {
-            vault::dispatch(state, call).await
-        }
+        [
+            "subscriptions",
+            _,
+            "providers",
+            "microsoft.recoveryservices",
+            "vaults",
+        ] => vault::list(state, call, None).await,
+        [
+            "subscriptions",
+            _,
+            "resourcegroups",
+            _,
+            "providers",
+            "microsoft.recoveryservices",
+            "vaults",
+        ] => vault::list(state, call, Some(call.segment(3))).await,
+        [
+            "subscriptions",
+            _,
+            "resourcegroups",
+            _,
+            "providers",
+            "microsoft.recoveryservices",
+            "locations",
+            _,
+            "checknameavailability",
+        ] => vault::check_name(state, call).await,
+        [
+            "subscriptions",
+            _,
+            "resourcegroups",
+            _,
+            "providers",
+            "microsoft.recoveryservices",
+            "vaults",
+            _,
+            ..,
+        ] => vault::dispatch(state, call).await,
         _ => Err(call.no_route()),
     }
 }

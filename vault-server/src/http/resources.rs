@@ -51,7 +51,11 @@ pub async fn subscriptions(state: &VsState, call: &ArmCall) -> Result<Response> 
             "tenantCategory": "Home",
         }]})),
         ["subscriptions"] => {
-            let value: Vec<Value> = if visible { vec![subscription_json()] } else { vec![] };
+            let value: Vec<Value> = if visible {
+                vec![subscription_json()]
+            } else {
+                vec![]
+            };
             ok(json!({"value": value, "count": {"type": "Total", "value": value.len()}}))
         }
         _ => {
@@ -75,18 +79,39 @@ pub async fn resource_groups(state: &VsState, call: &ArmCall) -> Result<Response
         if call.method != Method::GET {
             return Err(call.no_route());
         }
-        authorize(state, call, "Microsoft.Resources/subscriptions/resourceGroups/read").await?;
-        let items = groups::list(&state.pool, subscription).await?.iter().map(|g| g.to_json()).collect();
+        authorize(
+            state,
+            call,
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+        )
+        .await?;
+        let items = groups::list(&state.pool, subscription)
+            .await?
+            .iter()
+            .map(|g| g.to_json())
+            .collect();
         return Ok(call.page(items));
     }
     let name = call.segment(3);
     match call.method {
         Method::GET => {
-            authorize(state, call, "Microsoft.Resources/subscriptions/resourceGroups/read").await?;
-            Ok(ok(groups::get(&state.pool, subscription, name).await?.to_json()))
+            authorize(
+                state,
+                call,
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+            )
+            .await?;
+            Ok(ok(groups::get(&state.pool, subscription, name)
+                .await?
+                .to_json()))
         }
         Method::HEAD => {
-            authorize(state, call, "Microsoft.Resources/subscriptions/resourceGroups/read").await?;
+            authorize(
+                state,
+                call,
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+            )
+            .await?;
             Ok(match groups::get(&state.pool, subscription, name).await {
                 Ok(_) => StatusCode::NO_CONTENT.into_response(),
                 Err(VsError::ResourceGroupNotFound(_)) => StatusCode::NOT_FOUND.into_response(),
@@ -94,17 +119,38 @@ pub async fn resource_groups(state: &VsState, call: &ArmCall) -> Result<Response
             })
         }
         Method::PUT | Method::PATCH => {
-            authorize(state, call, "Microsoft.Resources/subscriptions/resourceGroups/write").await?;
+            authorize(
+                state,
+                call,
+                "Microsoft.Resources/subscriptions/resourceGroups/write",
+            )
+            .await?;
             let body: GroupBody = call.parse()?;
             if call.method == Method::PATCH {
                 groups::get(&state.pool, subscription, name).await?;
             }
-            let (group, was_created) =
-                groups::put(&state.pool, subscription, name, body.location, body.tags, state.clock.unix()).await?;
-            Ok(if was_created { created(group.to_json()) } else { ok(group.to_json()) })
+            let (group, was_created) = groups::put(
+                &state.pool,
+                subscription,
+                name,
+                body.location,
+                body.tags,
+                state.clock.unix(),
+            )
+            .await?;
+            Ok(if was_created {
+                created(group.to_json())
+            } else {
+                ok(group.to_json())
+            })
         }
         Method::DELETE => {
-            authorize(state, call, "Microsoft.Resources/subscriptions/resourceGroups/delete").await?;
+            authorize(
+                state,
+                call,
+                "Microsoft.Resources/subscriptions/resourceGroups/delete",
+            )
+            .await?;
             delete_group(state, subscription, name).await
         }
         _ => Err(call.no_route()),
@@ -119,7 +165,10 @@ async fn delete_group(state: &VsState, subscription: &str, name: &str) -> Result
         Err(e) => return Err(e),
     };
     for vault in state.vaults.list(subscription, Some(&group.name)).await? {
-        state.vaults.delete(subscription, &group.name, &vault.name).await?;
+        state
+            .vaults
+            .delete(subscription, &group.name, &vault.name)
+            .await?;
     }
     sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name = ?")
         .bind(subscription)
@@ -133,7 +182,10 @@ async fn delete_group(state: &VsState, subscription: &str, name: &str) -> Result
 /// `api-version=2019-05-01`, as ARM does).
 pub fn metadata_endpoints(state: &VsState, origin: &str, query: &str) -> Response {
     let login = state.vaults.entra().authority.clone();
-    let keyvault_dns = state.keyvault_dns.clone().unwrap_or_else(|| "vault.localhost".into());
+    let keyvault_dns = state
+        .keyvault_dns
+        .clone()
+        .unwrap_or_else(|| "vault.localhost".into());
     let cloud = json!({
         "name": "azsim",
         "portal": format!("https://{origin}/portal"),

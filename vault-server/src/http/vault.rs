@@ -46,14 +46,24 @@ pub async fn check_name(state: &VsState, call: &ArmCall) -> Result<Response> {
         )));
     }
     if let Err(e) = crate::settings::validate_name(&body.name) {
-        return Ok(ok(json!({"nameAvailable": false, "reason": "Invalid", "message": e.to_string()})));
+        return Ok(ok(
+            json!({"nameAvailable": false, "reason": "Invalid", "message": e.to_string()}),
+        ));
     }
     crate::groups::get(&state.pool, call.segment(1), call.segment(3)).await?;
-    Ok(if state.vaults.name_available(call.segment(1), call.segment(3), &body.name).await? {
-        ok(json!({"nameAvailable": true}))
-    } else {
-        ok(json!({"nameAvailable": false, "reason": "AlreadyExists", "message": "Resource already exists with the same name."}))
-    })
+    Ok(
+        if state
+            .vaults
+            .name_available(call.segment(1), call.segment(3), &body.name)
+            .await?
+        {
+            ok(json!({"nameAvailable": true}))
+        } else {
+            ok(
+                json!({"nameAvailable": false, "reason": "AlreadyExists", "message": "Resource already exists with the same name."}),
+            )
+        },
+    )
 }
 
 /// Everything under `.../vaults/{name}`.
@@ -64,14 +74,22 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
     if rest.is_empty() {
         return vault_resource(state, call, subscription, group, name).await;
     }
-    let action = if matches!(call.method, Method::GET | Method::HEAD) { READ } else { WRITE };
+    let action = if matches!(call.method, Method::GET | Method::HEAD) {
+        READ
+    } else {
+        WRITE
+    };
     authorize(state, call, action).await?;
     let vault = state.vaults.get(subscription, group, name).await?;
     let arg = |i: usize| call.segment(8 + i);
     let m = &call.method;
     match rest {
-        ["certificates", _] if m == Method::PUT => upload_certificate(state, call, &vault, arg(1)).await,
-        ["azsimvaultcredentials"] if m == Method::POST => vault_credentials(state, call, &vault).await,
+        ["certificates", _] if m == Method::PUT => {
+            upload_certificate(state, call, &vault, arg(1)).await
+        }
+        ["azsimvaultcredentials"] if m == Method::POST => {
+            vault_credentials(state, call, &vault).await
+        }
         ["registeredidentities", _] if m == Method::DELETE => {
             state.backup.unregister(&vault, arg(1)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
@@ -81,7 +99,9 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
         ["extendedinformation", "vaultextendedinfo"] => extended_info(state, call, &vault).await,
         ["backupstorageconfig", "vaultstorageconfig"] => storage_config(state, call, vault).await,
         ["backupconfig", "vaultconfig"] => vault_config(state, call, vault).await,
-        ["backupprotectioncontainers"] if m == Method::GET => containers(&state.backup, call, &vault, None).await,
+        ["backupprotectioncontainers"] if m == Method::GET => {
+            containers(&state.backup, call, &vault, None).await
+        }
         ["backupfabrics", "azure", "protectioncontainers", _] if m == Method::GET => {
             containers(&state.backup, call, &vault, Some(arg(3))).await
         }
@@ -89,44 +109,92 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
             state.backup.unregister(&vault, arg(3)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        ["backupprotecteditems"] if m == Method::GET => items(&state.backup, call, &vault, None).await,
-        ["backupfabrics", "azure", "protectioncontainers", _, "protecteditems", _] if m == Method::GET => {
-            items(&state.backup, call, &vault, Some((arg(3), arg(5)))).await
+        ["backupprotecteditems"] if m == Method::GET => {
+            items(&state.backup, call, &vault, None).await
         }
-        ["backupfabrics", "azure", "protectioncontainers", _, "protecteditems", _, "recoverypoints"] if m == Method::GET => {
+        [
+            "backupfabrics",
+            "azure",
+            "protectioncontainers",
+            _,
+            "protecteditems",
+            _,
+        ] if m == Method::GET => items(&state.backup, call, &vault, Some((arg(3), arg(5)))).await,
+        [
+            "backupfabrics",
+            "azure",
+            "protectioncontainers",
+            _,
+            "protecteditems",
+            _,
+            "recoverypoints",
+        ] if m == Method::GET => {
             recovery_points(&state.backup, call, &vault, arg(3), arg(5), None).await
         }
-        ["backupfabrics", "azure", "protectioncontainers", _, "protecteditems", _, "recoverypoints", _] if m == Method::GET => {
+        [
+            "backupfabrics",
+            "azure",
+            "protectioncontainers",
+            _,
+            "protecteditems",
+            _,
+            "recoverypoints",
+            _,
+        ] if m == Method::GET => {
             recovery_points(&state.backup, call, &vault, arg(3), arg(5), Some(arg(7))).await
         }
         ["backupjobs"] if m == Method::GET => jobs(&state.backup, call, &vault, None).await,
-        ["backupjobs", _] if m == Method::GET => jobs(&state.backup, call, &vault, Some(arg(1))).await,
+        ["backupjobs", _] if m == Method::GET => {
+            jobs(&state.backup, call, &vault, Some(arg(1))).await
+        }
         ["backuppolicies"] if m == Method::GET => policies(&state.backup, call, &vault).await,
         ["backuppolicies", _] => one_policy(&state.backup, call, &vault, arg(1)).await,
-        ["backupusagesummaries"] | ["backupengines"] if m == Method::GET => Ok(ok(json!({"value": []}))),
+        ["backupusagesummaries"] | ["backupengines"] if m == Method::GET => {
+            Ok(ok(json!({"value": []})))
+        }
         _ => Err(call.no_route()),
     }
 }
 
-async fn vault_resource(state: &VsState, call: &ArmCall, subscription: &str, group: &str, name: &str) -> Result<Response> {
+async fn vault_resource(
+    state: &VsState,
+    call: &ArmCall,
+    subscription: &str,
+    group: &str,
+    name: &str,
+) -> Result<Response> {
     let caller = call.caller.object_id.clone();
     match call.method {
         Method::GET => {
             authorize(state, call, READ).await?;
-            Ok(ok(state.vaults.get(subscription, group, name).await?.to_json()))
+            Ok(ok(state
+                .vaults
+                .get(subscription, group, name)
+                .await?
+                .to_json()))
         }
         Method::PUT => {
             authorize(state, call, WRITE).await?;
             let request: VaultRequest = call.parse()?;
-            Ok(match state.vaults.create_or_update(subscription, group, name, request, &caller).await? {
-                Upserted::Created(vault) => created(vault.to_json()),
-                Upserted::Updated(vault) => ok(vault.to_json()),
-            })
+            Ok(
+                match state
+                    .vaults
+                    .create_or_update(subscription, group, name, request, &caller)
+                    .await?
+                {
+                    Upserted::Created(vault) => created(vault.to_json()),
+                    Upserted::Updated(vault) => ok(vault.to_json()),
+                },
+            )
         }
         Method::PATCH => {
             authorize(state, call, WRITE).await?;
             let request: VaultRequest = call.parse()?;
-            Ok(ok(state.vaults.patch(subscription, group, name, request, &caller).await?.to_json()))
+            Ok(ok(state
+                .vaults
+                .patch(subscription, group, name, request, &caller)
+                .await?
+                .to_json()))
         }
         Method::DELETE => {
             authorize(state, call, "Microsoft.RecoveryServices/vaults/delete").await?;
@@ -137,7 +205,12 @@ async fn vault_resource(state: &VsState, call: &ArmCall, subscription: &str, gro
     }
 }
 
-async fn upload_certificate(state: &VsState, call: &ArmCall, vault: &Vault, name: &str) -> Result<Response> {
+async fn upload_certificate(
+    state: &VsState,
+    call: &ArmCall,
+    vault: &Vault,
+    name: &str,
+) -> Result<Response> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Body {
@@ -162,7 +235,12 @@ async fn upload_certificate(state: &VsState, call: &ArmCall, vault: &Vault, name
         vaults: &state.vaults,
     };
     let details = credentials
-        .upload(vault, name, &body.properties.certificate, state.clock.unix())
+        .upload(
+            vault,
+            name,
+            &body.properties.certificate,
+            state.clock.unix(),
+        )
         .await?;
     Ok(ok(details))
 }
@@ -175,13 +253,18 @@ async fn vault_credentials(state: &VsState, call: &ArmCall, vault: &Vault) -> Re
         vaults: &state.vaults,
     };
     let service = format!("https://{}", call.origin);
-    let (file_name, xml) = credentials.generate(vault, &service, state.clock.unix()).await?;
+    let (file_name, xml) = credentials
+        .generate(vault, &service, state.clock.unix())
+        .await?;
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
     Ok((
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml; charset=utf-8"),
+            ),
             (header::CONTENT_DISPOSITION, disposition),
         ],
         xml,
@@ -193,9 +276,7 @@ async fn usages(state: &VsState, _call: &ArmCall, vault: &Vault) -> Result<Respo
     let containers = state.backup.containers(vault).await?.len();
     let items = state.backup.items(vault).await?.len();
     let in_progress = state.backup.in_progress_jobs(vault).await?;
-    let usage = |value: &str, localized: &str, current: i64, unit: &str| {
-        json!({"name": {"value": value, "localizedValue": localized}, "currentValue": current, "limit": -1, "unit": unit})
-    };
+    let usage = |value: &str, localized: &str, current: i64, unit: &str| json!({"name": {"value": value, "localizedValue": localized}, "currentValue": current, "limit": -1, "unit": unit});
     Ok(ok(json!({"value": [
         usage("MABContainersCount", "Backup management servers", containers as i64, "Count"),
         usage("MABProtectedItemCount", "File-Folders", items as i64, "Count"),
@@ -207,23 +288,39 @@ async fn usages(state: &VsState, _call: &ArmCall, vault: &Vault) -> Result<Respo
 }
 
 async fn extended_info(state: &VsState, call: &ArmCall, vault: &Vault) -> Result<Response> {
-    let current: Option<Value> = vault.extended_info.as_deref().and_then(|i| serde_json::from_str(i).ok());
+    let current: Option<Value> = vault
+        .extended_info
+        .as_deref()
+        .and_then(|i| serde_json::from_str(i).ok());
     let properties = match call.method {
         Method::GET => current.ok_or_else(|| {
-            VsError::NotFound(format!("Vault {} has no extended information yet; PUT it first.", vault.name))
+            VsError::NotFound(format!(
+                "Vault {} has no extended information yet; PUT it first.",
+                vault.name
+            ))
         })?,
         Method::PUT | Method::PATCH => {
             let body: Value = call.parse()?;
-            let incoming = body.get("properties").and_then(Value::as_object).cloned().ok_or_else(|| {
-                VsError::BadRequest("The body must be {\"properties\": {\"integrityKey\", \"algorithm\"}}.".into())
-            })?;
+            let incoming = body
+                .get("properties")
+                .and_then(Value::as_object)
+                .cloned()
+                .ok_or_else(|| {
+                    VsError::BadRequest(
+                        "The body must be {\"properties\": {\"integrityKey\", \"algorithm\"}}."
+                            .into(),
+                    )
+                })?;
             let mut merged = match (&call.method, current) {
                 (&Method::PATCH, Some(Value::Object(existing))) => existing,
                 _ => Map::new(),
             };
             merged.extend(incoming);
             let merged = Value::Object(merged);
-            state.vaults.set_extended_info(vault, merged.clone()).await?;
+            state
+                .vaults
+                .set_extended_info(vault, merged.clone())
+                .await?;
             merged
         }
         _ => return Err(call.no_route()),
@@ -244,7 +341,10 @@ async fn storage_config(state: &VsState, call: &ArmCall, vault: Vault) -> Result
         Method::PUT | Method::PATCH => {
             let body: Value = call.parse()?;
             let properties = backup::storage_config_request(&body)?;
-            let vault = state.vaults.patch_properties(&vault, properties, &call.caller.object_id).await?;
+            let vault = state
+                .vaults
+                .patch_properties(&vault, properties, &call.caller.object_id)
+                .await?;
             Ok(if call.method == Method::PATCH {
                 StatusCode::NO_CONTENT.into_response()
             } else {
@@ -262,7 +362,10 @@ async fn vault_config(state: &VsState, call: &ArmCall, vault: Vault) -> Result<R
         Method::PUT | Method::PATCH => {
             let body: Value = call.parse()?;
             let properties = backup::vault_config_request(&body)?;
-            let vault = state.vaults.patch_properties(&vault, properties, &call.caller.object_id).await?;
+            let vault = state
+                .vaults
+                .patch_properties(&vault, properties, &call.caller.object_id)
+                .await?;
             Ok(ok(backup::vault_config_json(&vault, protected)))
         }
         _ => Err(call.no_route()),
@@ -276,7 +379,12 @@ fn is_mab(call: &ArmCall) -> bool {
         .is_none_or(|t| t.eq_ignore_ascii_case("MAB"))
 }
 
-async fn containers(backup: &Backup, call: &ArmCall, vault: &Vault, one: Option<&str>) -> Result<Response> {
+async fn containers(
+    backup: &Backup,
+    call: &ArmCall,
+    vault: &Vault,
+    one: Option<&str>,
+) -> Result<Response> {
     let all = backup.containers(vault).await?;
     let items = backup.items(vault).await?;
     let last_status = |container: &str| {
@@ -286,17 +394,29 @@ async fn containers(backup: &Backup, call: &ArmCall, vault: &Vault, one: Option<
             .filter_map(|i| i.last_backup_status.as_deref())
             .next()
     };
-    let render = |(c, n): &(backup::Container, i64)| backup::container_json(vault, c, *n, last_status(&c.name));
+    let render = |(c, n): &(backup::Container, i64)| {
+        backup::container_json(vault, c, *n, last_status(&c.name))
+    };
     if let Some(name) = one {
-        let found = all.iter().find(|(c, _)| c.name.eq_ignore_ascii_case(name)).ok_or_else(|| {
-            VsError::NotFound(format!("Protection container '{name}' is not registered in vault {}.", vault.name))
-        })?;
+        let found = all
+            .iter()
+            .find(|(c, _)| c.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                VsError::NotFound(format!(
+                    "Protection container '{name}' is not registered in vault {}.",
+                    vault.name
+                ))
+            })?;
         return Ok(ok(render(found)));
     }
     let filter = call.filter();
     let listed = if is_mab(call) {
         all.iter()
-            .filter(|(c, _)| filter.get("friendlyname").is_none_or(|f| f.eq_ignore_ascii_case(&c.friendly_name)))
+            .filter(|(c, _)| {
+                filter
+                    .get("friendlyname")
+                    .is_none_or(|f| f.eq_ignore_ascii_case(&c.friendly_name))
+            })
             .map(render)
             .collect()
     } else {
@@ -305,23 +425,43 @@ async fn containers(backup: &Backup, call: &ArmCall, vault: &Vault, one: Option<
     Ok(call.page(listed))
 }
 
-async fn items(backup: &Backup, call: &ArmCall, vault: &Vault, one: Option<(&str, &str)>) -> Result<Response> {
+async fn items(
+    backup: &Backup,
+    call: &ArmCall,
+    vault: &Vault,
+    one: Option<(&str, &str)>,
+) -> Result<Response> {
     let all = backup.items(vault).await?;
     if let Some((container, name)) = one {
         let found = all
             .iter()
-            .find(|i| i.container.eq_ignore_ascii_case(container) && i.name.eq_ignore_ascii_case(name))
+            .find(|i| {
+                i.container.eq_ignore_ascii_case(container) && i.name.eq_ignore_ascii_case(name)
+            })
             .ok_or_else(|| {
-                VsError::NotFound(format!("Protected item '{name}' of container '{container}' was not found in vault {}.", vault.name))
+                VsError::NotFound(format!(
+                    "Protected item '{name}' of container '{container}' was not found in vault {}.",
+                    vault.name
+                ))
             })?;
         return Ok(ok(backup::item_json(vault, found)));
     }
     let filter = call.filter();
-    let file_folder = filter.get("itemtype").is_none_or(|t| t.eq_ignore_ascii_case("FileFolder"));
+    let file_folder = filter
+        .get("itemtype")
+        .is_none_or(|t| t.eq_ignore_ascii_case("FileFolder"));
     let listed = if is_mab(call) && file_folder {
         all.iter()
-            .filter(|i| filter.get("containername").is_none_or(|c| c.eq_ignore_ascii_case(&i.container)))
-            .filter(|i| filter.get("policyname").is_none_or(|p| p.eq_ignore_ascii_case(&i.policy_name)))
+            .filter(|i| {
+                filter
+                    .get("containername")
+                    .is_none_or(|c| c.eq_ignore_ascii_case(&i.container))
+            })
+            .filter(|i| {
+                filter
+                    .get("policyname")
+                    .is_none_or(|p| p.eq_ignore_ascii_case(&i.policy_name))
+            })
             .map(|i| backup::item_json(vault, i))
             .collect()
     } else {
@@ -341,9 +481,13 @@ async fn recovery_points(
     let points = backup.recovery_points(vault, container, item).await?;
     if let Some(name) = one {
         let point = points.iter().find(|p| p.name == name).ok_or_else(|| {
-            VsError::NotFound(format!("Recovery point '{name}' of item '{item}' was not found."))
+            VsError::NotFound(format!(
+                "Recovery point '{name}' of item '{item}' was not found."
+            ))
         })?;
-        return Ok(ok(backup::recovery_point_json(vault, container, item, point)));
+        return Ok(ok(backup::recovery_point_json(
+            vault, container, item, point,
+        )));
     }
     Ok(call.page(
         points
@@ -353,19 +497,35 @@ async fn recovery_points(
     ))
 }
 
-async fn jobs(backup: &Backup, call: &ArmCall, vault: &Vault, one: Option<&str>) -> Result<Response> {
+async fn jobs(
+    backup: &Backup,
+    call: &ArmCall,
+    vault: &Vault,
+    one: Option<&str>,
+) -> Result<Response> {
     let all = backup.jobs(vault).await?;
     if let Some(id) = one {
-        let job = all.iter().find(|j| j.id.eq_ignore_ascii_case(id)).ok_or_else(|| {
-            VsError::NotFound(format!("Job '{id}' was not found in vault {}.", vault.name))
-        })?;
+        let job = all
+            .iter()
+            .find(|j| j.id.eq_ignore_ascii_case(id))
+            .ok_or_else(|| {
+                VsError::NotFound(format!("Job '{id}' was not found in vault {}.", vault.name))
+            })?;
         return Ok(ok(backup::job_json(vault, job)));
     }
     let filter = call.filter();
     let listed = if is_mab(call) {
         all.iter()
-            .filter(|j| filter.get("operation").is_none_or(|o| o.eq_ignore_ascii_case(&j.operation)))
-            .filter(|j| filter.get("status").is_none_or(|s| s.eq_ignore_ascii_case(&j.status)))
+            .filter(|j| {
+                filter
+                    .get("operation")
+                    .is_none_or(|o| o.eq_ignore_ascii_case(&j.operation))
+            })
+            .filter(|j| {
+                filter
+                    .get("status")
+                    .is_none_or(|s| s.eq_ignore_ascii_case(&j.status))
+            })
             .map(|j| backup::job_json(vault, j))
             .collect()
     } else {
@@ -385,7 +545,12 @@ async fn policies(backup: &Backup, call: &ArmCall, vault: &Vault) -> Result<Resp
     Ok(call.page(listed))
 }
 
-async fn one_policy(backup: &Backup, call: &ArmCall, vault: &Vault, name: &str) -> Result<Response> {
+async fn one_policy(
+    backup: &Backup,
+    call: &ArmCall,
+    vault: &Vault,
+    name: &str,
+) -> Result<Response> {
     match call.method {
         Method::GET => {
             let (name, properties) = backup
@@ -393,13 +558,20 @@ async fn one_policy(backup: &Backup, call: &ArmCall, vault: &Vault, name: &str) 
                 .await?
                 .into_iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .ok_or_else(|| VsError::NotFound(format!("Policy '{name}' was not found in vault {}.", vault.name)))?;
+                .ok_or_else(|| {
+                    VsError::NotFound(format!(
+                        "Policy '{name}' was not found in vault {}.",
+                        vault.name
+                    ))
+                })?;
             let count = backup.policy_item_count(vault, &name).await?;
             Ok(ok(backup::policy_json(vault, &name, &properties, count)))
         }
         Method::PUT => {
             if name.is_empty() || name.len() > 150 {
-                return Err(VsError::InvalidName(format!("Policy name '{name}' must be 1-150 characters.")));
+                return Err(VsError::InvalidName(format!(
+                    "Policy name '{name}' must be 1-150 characters."
+                )));
             }
             let body: Value = call.parse()?;
             let properties = policy::validate(body.get("properties").unwrap_or(&Value::Null))?;
