@@ -1,0 +1,199 @@
+//! Starts entra-sim, keyvault-sim and vault-server in-process (in memory, port 0, one CA)
+//! and talks to vault-server over HTTPS like any ARM client.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sim_core::cli::Runtime;
+use sim_core::db::Storage;
+use sim_core::tls::TlsMaterial;
+use sim_core::{SimClock, well_known};
+
+pub const TENANT: &str = well_known::TENANT_ID;
+pub const SUB: &str = well_known::SUBSCRIPTION_ID;
+pub const API: &str = "api-version=2026-11-01";
+
+pub struct TestArm {
+    pub entra: entra_sim::Running,
+    pub keyvault: keyvault_sim::Running,
+    pub vs: vault_server::Running,
+    pub http: reqwest::Client,
+    pub clock: SimClock,
+    pub entra_url: String,
+    pub url: String,
+}
+
+pub async fn start() -> TestArm {
+    sim_core::install_crypto_provider();
+    let runtime = Runtime {
+        storage: Storage::Memory,
+        tls: TlsMaterial::load_or_create(None, &[]).unwrap(),
+        clock: SimClock::in_memory(),
+    };
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let entra = entra_sim::start(&runtime, loopback, 0, 0).await.unwrap();
+    let entra_url = entra.https.url();
+    let keyvault = keyvault_sim::start(
+        &runtime,
+        loopback,
+        0,
+        0,
+        entra.sim.key_cache(),
+        entra_url.clone(),
+    )
+    .await
+    .unwrap();
+    let config = vault_server::Config {
+        authority: entra_url.clone(),
+        ca_pem: runtime.tls.ca_pem.clone(),
+        keyvault_management: Some(keyvault.management.url()),
+        keyvault_dns: Some(format!("vault.localhost:{}", keyvault.data.addr.port())),
+    };
+    let vs = vault_server::start(&runtime, loopback, 0, entra.sim.key_cache(), config)
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(runtime.tls.ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    TestArm {
+        url: vs.https.url(),
+        entra,
+        keyvault,
+        vs,
+        http,
+        clock: runtime.clock.clone(),
+        entra_url,
+    }
+}
+
+pub type Response = (StatusCode, Value, reqwest::header::HeaderMap);
+
+impl TestArm {
+    pub async fn token_for(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.entra_url))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    pub async fn token(&self, client_id: &str, secret: &str, scope: &str) -> String {
+        let (_, body) = self
+            .token_for(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("scope", scope),
+            ])
+            .await;
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_string()
+    }
+
+    pub async fn admin(&self) -> String {
+        self.token(
+            well_known::ADMIN_CLIENT_ID,
+            well_known::ADMIN_CLIENT_SECRET,
+            "https://management.azure.com/.default",
+        )
+        .await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Response {
+        let mut request = self.http.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
+    }
+
+    /// An ARM call on `path` (api-version appended).
+    pub async fn arm(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: &str,
+    ) -> Response {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        self.send(
+            method,
+            &format!("{}{path}{separator}{API}", self.url),
+            body,
+            Some(token),
+        )
+        .await
+    }
+
+    pub async fn group(&self, name: &str) {
+        let token = self.admin().await;
+        let (status, body, _) = self
+            .arm(
+                Method::PUT,
+                &group_path(name),
+                Some(json!({"location": "westeurope"})),
+                &token,
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+
+    pub async fn vault(&self, group: &str, name: &str, body: Value) -> Value {
+        let token = self.admin().await;
+        let (status, answer, _) = self
+            .arm(Method::PUT, &vault_path(group, name), Some(body), &token)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        answer
+    }
+}
+
+pub fn group_path(name: &str) -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{name}")
+}
+
+pub fn vault_path(group: &str, name: &str) -> String {
+    format!(
+        "{}/providers/Microsoft.RecoveryServices/vaults/{name}",
+        group_path(group)
+    )
+}
+
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+pub fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+pub fn minimal_vault() -> Value {
+    json!({"location": "westeurope", "sku": {"name": "RS0", "tier": "Standard"}, "properties": {}})
+}
