@@ -51,10 +51,9 @@ pub async fn forward(
         if matches!(
             name.as_str(),
             "content-type" | "x-ms-correlation-request-id" | "www-authenticate"
-        ) {
-            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
-                out_headers.insert(name.clone(), value);
-            }
+        ) && let Ok(value) = HeaderValue::from_bytes(value.as_bytes())
+        {
+            out_headers.insert(name.clone(), value);
         }
     }
     match response.bytes().await {
