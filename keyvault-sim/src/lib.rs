@@ -81,6 +81,7 @@ impl KeyVaultSim {
             data_verifier: verifier(KEY_VAULT_AUDIENCES),
             arm_verifier: verifier(ARM_AUDIENCES),
             admin_verifier: verifier(&[ADMIN_AUDIENCE]),
+            roles: sim_core::rbac::Roles::new(pool.clone()),
             pool,
             clock,
             authority,
@@ -94,7 +95,7 @@ impl KeyVaultSim {
 
     async fn seed(&self) -> Result<(), KvError> {
         self.state.vaults.seed_default().await?;
-        sim_core::rbac::seed(&self.state.pool).await?;
+        self.state.roles.seed().await?;
         Ok(())
     }
 
@@ -118,7 +119,7 @@ impl KeyVaultSim {
         http::management_router(self.state.clone(), vault_dns)
             .merge(self.admin_plane(ca_pem))
             .merge(sim_core::rbac::admin_router(
-                self.state.pool.clone(),
+                self.state.roles.clone(),
                 self.state.admin_verifier.clone(),
             ))
     }
@@ -132,7 +133,7 @@ impl AdminHooks for KeyVaultSim {
     async fn reset(&self) -> Result<(), String> {
         let reset = async {
             self.state.vaults.delete_all().await?;
-            sim_core::rbac::reset(&self.state.pool).await?;
+            self.state.roles.reset().await?;
             self.seed().await
         };
         reset.await.map_err(|e: KvError| e.to_string())

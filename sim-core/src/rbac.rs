@@ -3,7 +3,8 @@
 //! `role_assignments`, created by its migrations); the well-known admin app is Owner of the
 //! well-known subscription, and `PUT /admin/roleAssignments/{objectId}` assigns others.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, Path, State};
@@ -92,77 +93,135 @@ pub fn check_subscription(subscription: &str) -> Result<(), RbacError> {
     }
 }
 
-/// Allows `action` (e.g. `Microsoft.KeyVault/vaults/write`) when the caller holds a role on
-/// the subscription that covers it (any role reads; Owner and Contributor write).
-pub async fn authorize(
-    pool: &SqlitePool,
-    caller: &Principal,
-    subscription: &str,
-    action: &str,
-    write: bool,
-) -> Result<(), RbacError> {
-    check_subscription(subscription)?;
-    let role: Option<String> = if caller.tenant_id.eq_ignore_ascii_case(well_known::TENANT_ID) {
-        sqlx::query_scalar(
+/// The role assignments of one service, with the roles looked up so far kept in memory
+/// (every ARM request asks; assignments change rarely and only through this type).
+pub struct Roles {
+    pool: SqlitePool,
+    known: RwLock<HashMap<(String, String), Option<Role>>>,
+}
+
+impl Roles {
+    pub fn new(pool: SqlitePool) -> Arc<Self> {
+        Arc::new(Roles {
+            pool,
+            known: RwLock::default(),
+        })
+    }
+
+    async fn role(&self, subscription: &str, object_id: &str) -> Result<Option<Role>, RbacError> {
+        let key = (
+            subscription.to_ascii_lowercase(),
+            object_id.to_ascii_lowercase(),
+        );
+        if let Some(role) = self
+            .known
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(*role);
+        }
+        let role: Option<String> = sqlx::query_scalar(
             "SELECT role FROM role_assignments WHERE subscription_id = ? AND object_id = ?",
         )
         .bind(subscription)
-        .bind(&caller.object_id)
-        .fetch_optional(pool)
-        .await?
-    } else {
-        None
-    };
-    match role.as_deref().and_then(Role::parse) {
-        Some(role) if !write || role.can_write() => Ok(()),
-        _ => Err(RbacError::Denied(Box::new(Denial {
-            app_id: caller.app_id.clone(),
-            object_id: caller.object_id.clone(),
-            action: action.to_string(),
-            scope: format!("/subscriptions/{subscription}"),
-        }))),
-    }
-}
-
-pub async fn assign(
-    pool: &SqlitePool,
-    subscription: &str,
-    object_id: &str,
-    role: Role,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO role_assignments (subscription_id, object_id, role) VALUES (?, ?, ?) \
-         ON CONFLICT (subscription_id, object_id) DO UPDATE SET role = excluded.role",
-    )
-    .bind(subscription)
-    .bind(object_id)
-    .bind(role.name())
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// Drops every assignment and makes the admin app Owner of the well-known subscription.
-pub async fn reset(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM role_assignments")
-        .execute(pool)
+        .bind(object_id)
+        .fetch_optional(&self.pool)
         .await?;
-    seed(pool).await
-}
+        let role = role.as_deref().and_then(Role::parse);
+        self.known
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, role);
+        Ok(role)
+    }
 
-pub async fn seed(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    assign(
-        pool,
-        well_known::SUBSCRIPTION_ID,
-        well_known::ADMIN_OBJECT_ID,
-        Role::Owner,
-    )
-    .await
+    fn forget(&self) {
+        self.known
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Allows `action` (e.g. `Microsoft.KeyVault/vaults/write`) when the caller holds a
+    /// role on the subscription that covers it (any role reads; Owner and Contributor write).
+    pub async fn authorize(
+        &self,
+        caller: &Principal,
+        subscription: &str,
+        action: &str,
+        write: bool,
+    ) -> Result<(), RbacError> {
+        check_subscription(subscription)?;
+        let role = if caller.tenant_id.eq_ignore_ascii_case(well_known::TENANT_ID) {
+            self.role(subscription, &caller.object_id).await?
+        } else {
+            None
+        };
+        match role {
+            Some(role) if !write || role.can_write() => Ok(()),
+            _ => Err(RbacError::Denied(Box::new(Denial {
+                app_id: caller.app_id.clone(),
+                object_id: caller.object_id.clone(),
+                action: action.to_string(),
+                scope: format!("/subscriptions/{subscription}"),
+            }))),
+        }
+    }
+
+    pub async fn assign(
+        &self,
+        subscription: &str,
+        object_id: &str,
+        role: Role,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO role_assignments (subscription_id, object_id, role) VALUES (?, ?, ?) \
+             ON CONFLICT (subscription_id, object_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(subscription)
+        .bind(object_id)
+        .bind(role.name())
+        .execute(&self.pool)
+        .await?;
+        self.forget();
+        Ok(())
+    }
+
+    /// Removes every role of `object_id`; `false` when it had none.
+    pub async fn unassign(&self, object_id: &str) -> Result<bool, sqlx::Error> {
+        let removed = sqlx::query("DELETE FROM role_assignments WHERE object_id = ?")
+            .bind(object_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        self.forget();
+        Ok(removed > 0)
+    }
+
+    /// Makes the admin app Owner of the well-known subscription.
+    pub async fn seed(&self) -> Result<(), sqlx::Error> {
+        self.assign(
+            well_known::SUBSCRIPTION_ID,
+            well_known::ADMIN_OBJECT_ID,
+            Role::Owner,
+        )
+        .await
+    }
+
+    /// Drops every assignment, then seeds again.
+    pub async fn reset(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM role_assignments")
+            .execute(&self.pool)
+            .await?;
+        self.forget();
+        self.seed().await
+    }
 }
 
 #[derive(Clone)]
 struct AdminState {
-    pool: SqlitePool,
+    roles: Arc<Roles>,
     verifier: Arc<TokenVerifier>,
 }
 
@@ -174,13 +233,13 @@ impl FromRef<AdminState> for Arc<TokenVerifier> {
 
 /// `PUT|DELETE /admin/roleAssignments/{objectId}` (admin-plane token), body
 /// `{"role": "Owner|Contributor|Reader", "subscriptionId"?}`.
-pub fn admin_router(pool: SqlitePool, verifier: Arc<TokenVerifier>) -> Router {
+pub fn admin_router(roles: Arc<Roles>, verifier: Arc<TokenVerifier>) -> Router {
     Router::new()
         .route(
             "/admin/roleAssignments/{object_id}",
             put(assign_role).delete(unassign_role),
         )
-        .with_state(AdminState { pool, verifier })
+        .with_state(AdminState { roles, verifier })
 }
 
 #[derive(Deserialize)]
@@ -222,7 +281,9 @@ async fn assign_role(
         .subscription_id
         .unwrap_or_else(|| well_known::SUBSCRIPTION_ID.to_string());
     check_subscription(&subscription).map_err(|e| ApiError::from(&e))?;
-    assign(&state.pool, &subscription, &object_id, role)
+    state
+        .roles
+        .assign(&subscription, &object_id, role)
         .await
         .map_err(|e| ApiError::from(&RbacError::Storage(e)))?;
     Ok(Json(json!({
@@ -239,13 +300,12 @@ async fn unassign_role(
     Path(object_id): Path<String>,
 ) -> Result<Response, ApiError> {
     require_admin(&admin)?;
-    let removed = sqlx::query("DELETE FROM role_assignments WHERE object_id = ?")
-        .bind(&object_id)
-        .execute(&state.pool)
+    let removed = state
+        .roles
+        .unassign(&object_id)
         .await
-        .map_err(|e| ApiError::from(&RbacError::Storage(e)))?
-        .rows_affected();
-    Ok(if removed > 0 {
+        .map_err(|e| ApiError::from(&RbacError::Storage(e)))?;
+    Ok(if removed {
         StatusCode::OK
     } else {
         StatusCode::NO_CONTENT

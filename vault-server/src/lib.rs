@@ -73,7 +73,8 @@ impl VaultServer {
         config: Config,
     ) -> Result<Self, sim_core::Error> {
         let pool = sim_core::db::open(storage, "vault-server", &MIGRATOR).await?;
-        sim_core::rbac::seed(&pool).await?;
+        let roles = sim_core::rbac::Roles::new(pool.clone());
+        roles.seed().await?;
         let entra = entra::EntraAdmin::new(&config.authority, &config.ca_pem)?;
         let verifier = |audiences: &[&str]| {
             Arc::new(TokenVerifier::new(
@@ -95,6 +96,7 @@ impl VaultServer {
             backup: backup::Backup::new(pool.clone()),
             arm_verifier: verifier(ARM_AUDIENCES),
             admin_verifier: verifier(&[ADMIN_AUDIENCE]),
+            roles,
             keyvault_management: config.keyvault_management,
             keyvault_dns: config.keyvault_dns,
             http,
@@ -118,7 +120,7 @@ impl VaultServer {
         http::router(self.state.clone())
             .merge(sim_core::admin::router(plane))
             .merge(sim_core::rbac::admin_router(
-                self.state.pool.clone(),
+                self.state.roles.clone(),
                 self.state.admin_verifier.clone(),
             ))
     }
@@ -136,7 +138,7 @@ impl AdminHooks for VaultServer {
             sqlx::query("DELETE FROM resource_groups")
                 .execute(pool)
                 .await?;
-            sim_core::rbac::reset(pool).await
+            self.state.roles.reset().await
         };
         reset.await.map_err(|e| e.to_string())
     }

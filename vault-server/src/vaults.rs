@@ -170,14 +170,16 @@ impl Vaults {
 
     /// The vault, or 404 naming the resource group or the vault that is missing.
     pub async fn get(&self, subscription: &str, group: &str, name: &str) -> Result<Vault> {
+        if let Some(vault) = self.find(subscription, group, name).await? {
+            return Ok(vault);
+        }
+        // Which 404: the resource group's or the vault's.
         groups::get(&self.pool, subscription, group).await?;
-        self.find(subscription, group, name)
-            .await?
-            .ok_or_else(|| VsError::ResourceNotFound {
-                kind: KIND,
-                group: group.to_string(),
-                name: name.to_string(),
-            })
+        Err(VsError::ResourceNotFound {
+            kind: KIND,
+            group: group.to_string(),
+            name: name.to_string(),
+        })
     }
 
     pub async fn list(&self, subscription: &str, group: Option<&str>) -> Result<Vec<Vault>> {

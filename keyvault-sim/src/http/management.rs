@@ -19,7 +19,6 @@ use crate::error::KvError;
 use crate::policy::{AccessPolicy, PolicyEdit};
 use crate::vault_spec::{VaultRequest, parse};
 use crate::vaults::{Upserted, Vault};
-use sim_core::rbac;
 
 /// The management router. `vault_dns` is `vault.localhost:<data-plane port>`, from which
 /// each vault's `vaultUri` is made.
@@ -233,7 +232,11 @@ impl Call<'_> {
         action: &str,
         write: bool,
     ) -> Result<(), KvError> {
-        Ok(rbac::authorize(&self.state.pool, &self.caller, subscription, action, write).await?)
+        Ok(self
+            .state
+            .roles
+            .authorize(&self.caller, subscription, action, write)
+            .await?)
     }
 
     async fn list_vaults(&self, sub: &str, group: Option<&str>) -> Result<Response, KvError> {

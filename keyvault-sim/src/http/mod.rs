@@ -24,6 +24,8 @@ pub use management::router as management_router;
 /// Everything the handlers share.
 pub struct Shared {
     pub pool: SqlitePool,
+    /// Subscription roles of management-plane callers.
+    pub roles: std::sync::Arc<sim_core::rbac::Roles>,
     pub vaults: Vaults,
     pub secrets: Secrets,
     pub clock: SimClock,

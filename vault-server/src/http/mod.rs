@@ -24,6 +24,8 @@ use crate::vaults::Vaults;
 
 pub struct Shared {
     pub pool: SqlitePool,
+    /// Subscription roles of callers.
+    pub roles: Arc<sim_core::rbac::Roles>,
     pub clock: SimClock,
     pub vaults: Vaults,
     pub backup: Backup,
@@ -201,6 +203,9 @@ async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
 pub(crate) async fn authorize(state: &VsState, call: &ArmCall, action: &str) -> Result<()> {
     let write = !matches!(call.method, Method::GET | Method::HEAD);
     let subscription = call.segments.get(1).map(String::as_str).unwrap_or_default();
-    sim_core::rbac::authorize(&state.pool, &call.caller, subscription, action, write).await?;
+    state
+        .roles
+        .authorize(&call.caller, subscription, action, write)
+        .await?;
     Ok(())
 }

@@ -33,15 +33,16 @@ pub async fn subscriptions(state: &VsState, call: &ArmCall) -> Result<Response> 
         return Err(call.no_route());
     }
     let lower = call.lower();
-    let visible = sim_core::rbac::authorize(
-        &state.pool,
-        &call.caller,
-        well_known::SUBSCRIPTION_ID,
-        "Microsoft.Resources/subscriptions/read",
-        false,
-    )
-    .await
-    .is_ok();
+    let visible = state
+        .roles
+        .authorize(
+            &call.caller,
+            well_known::SUBSCRIPTION_ID,
+            "Microsoft.Resources/subscriptions/read",
+            false,
+        )
+        .await
+        .is_ok();
     Ok(match lower.as_slice() {
         ["tenants"] => ok(json!({"value": [{
             "id": format!("/tenants/{}", well_known::TENANT_ID),
