@@ -101,7 +101,9 @@ async fn handle(
     body: Bytes,
 ) -> Result<Response, Failure> {
     let origin = origin(uri, headers);
-    let path = uri.path();
+    // ARM tolerates doubled slashes (the Azure CLI sends `//metadata/endpoints`).
+    let normalised = collapse_slashes(uri.path());
+    let path = normalised.as_str();
     if path.eq_ignore_ascii_case("/metadata/endpoints") {
         return Ok(resources::metadata_endpoints(
             state,
@@ -197,6 +199,16 @@ async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
         ] => vault::dispatch(state, call).await,
         _ => Err(call.no_route()),
     }
+}
+
+fn collapse_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Requires a role on the subscription covering `action` (writes need Owner/Contributor).
