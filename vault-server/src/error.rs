@@ -26,6 +26,8 @@ pub enum VsError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error(
         "Vault {0} cannot be deleted as there are existing resources within the vault: unregister its servers and stop protection of (and delete) its backup items first."
     )]
@@ -62,6 +64,7 @@ impl From<&VsError> for ApiError {
             InvalidName(_) => (StatusCode::BAD_REQUEST, "InvalidResourceName"),
             BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             VaultNotEmpty(_) => (StatusCode::BAD_REQUEST, "ServiceResourceNotEmpty"),
             ImmutabilityLocked(_) => (
                 StatusCode::BAD_REQUEST,

@@ -12,6 +12,7 @@
 pub mod arm;
 pub mod backup;
 pub mod credentials;
+pub mod dataplane;
 pub mod entra;
 pub mod error;
 pub mod forward;
@@ -94,6 +95,7 @@ impl VaultServer {
         let shared = Shared {
             vaults: vaults::Vaults::new(pool.clone(), clock.clone(), entra),
             backup: backup::Backup::new(pool.clone()),
+            data: dataplane::DataPlane::new(pool.clone(), blob_store(storage)?),
             arm_verifier: verifier(ARM_AUDIENCES),
             admin_verifier: verifier(&[ADMIN_AUDIENCE]),
             roles,
@@ -141,6 +143,23 @@ impl AdminHooks for VaultServer {
             self.state.roles.reset().await
         };
         reset.await.map_err(|e| e.to_string())
+    }
+}
+
+/// Where pack and manifest bodies live: `<data>/blobs` on disk, or memory.
+fn blob_store(storage: &Storage) -> Result<Arc<dyn object_store::ObjectStore>, sim_core::Error> {
+    match storage.data_dir() {
+        None => Ok(Arc::new(object_store::memory::InMemory::new())),
+        Some(dir) => {
+            let blobs = dir.join("blobs");
+            std::fs::create_dir_all(&blobs).map_err(|e| sim_core::Error::Io {
+                path: blobs.display().to_string(),
+                source: e,
+            })?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(&blobs)
+                .map_err(|e| sim_core::Error::Config(format!("blob store at {}: {e}", blobs.display())))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 

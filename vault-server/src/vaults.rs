@@ -168,6 +168,50 @@ impl Vaults {
             .await?)
     }
 
+    pub async fn by_id(&self, id: i64) -> Result<Vault> {
+        const QUERY: &str = select_vaults!(" WHERE id = ?");
+        sqlx::query_as::<_, Vault>(QUERY)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| VsError::NotFound("The vault of this server no longer exists.".into()))
+    }
+
+    /// The vault whose registration app is `app_id` (the identity of vault credentials).
+    pub async fn by_registration_app(&self, app_id: &str) -> Result<Option<Vault>> {
+        const QUERY: &str = select_vaults!(" WHERE registration_app_id = ?");
+        Ok(sqlx::query_as::<_, Vault>(QUERY)
+            .bind(app_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Registration needs the vault's newest credentials, unexpired.
+    pub async fn check_latest_credential(&self, vault: &Vault, thumbprint: &str, now: i64) -> Result<()> {
+        let latest: Option<(String, i64)> = sqlx::query_as(
+            "SELECT thumbprint, valid_to FROM vault_certificates WHERE vault_id = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(vault.id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match latest {
+            Some((latest, _)) if !latest.eq_ignore_ascii_case(thumbprint) => Err(VsError::CredentialsRefused(format!(
+                "These vault credentials are not the latest of vault {}: only the most recently downloaded file can register a server. Download the credentials again.",
+                vault.name
+            ))),
+            Some((_, valid_to)) if valid_to <= now => Err(VsError::CredentialsRefused(format!(
+                "The vault credentials of vault {} expired at {}; download new ones.",
+                vault.name,
+                crate::arm::iso(valid_to)
+            ))),
+            Some(_) => Ok(()),
+            None => Err(VsError::CredentialsRefused(format!(
+                "Vault {} has no vault credentials; download them first.",
+                vault.name
+            ))),
+        }
+    }
+
     /// The vault, or 404 naming the resource group or the vault that is missing.
     pub async fn get(&self, subscription: &str, group: &str, name: &str) -> Result<Vault> {
         if let Some(vault) = self.find(subscription, group, name).await? {

@@ -1,6 +1,7 @@
 //! The ARM endpoint: authentication, `api-version`, correlation ids, Key Vault forwarding,
 //! and dispatch of case-insensitive paths to the handlers in [`resources`] and [`vault`].
 
+mod data_plane;
 mod resources;
 mod vault;
 
@@ -29,6 +30,7 @@ pub struct Shared {
     pub clock: SimClock,
     pub vaults: Vaults,
     pub backup: Backup,
+    pub data: crate::dataplane::DataPlane,
     pub arm_verifier: Arc<TokenVerifier>,
     pub admin_verifier: Arc<TokenVerifier>,
     /// keyvault-sim's management plane, where `Microsoft.KeyVault` requests go.
@@ -40,8 +42,16 @@ pub struct Shared {
 pub type VsState = Arc<Shared>;
 
 pub fn router(state: VsState) -> Router {
-    Router::new().fallback(entry).with_state(state)
+    Router::new()
+        .fallback(entry)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::dataplane::MAX_PACK_BYTES + 1024 * 1024,
+        ))
+        .with_state(state)
 }
+
+/// ARM bodies are small; only pack uploads may be large.
+const MAX_ARM_BODY: usize = 4 * 1024 * 1024;
 
 async fn entry(
     State(state): State<VsState>,
@@ -111,6 +121,18 @@ async fn handle(
             uri.query().unwrap_or_default(),
         ));
     }
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if path.starts_with("/backup/v1/") {
+        let caller = state
+            .arm_verifier
+            .verify_header(authorization)
+            .await
+            .map_err(|e| Failure::Api(e.into()))?;
+        return Ok(data_plane::handle(state, caller, method, path, headers, body).await?);
+    }
+    if body.len() > MAX_ARM_BODY {
+        return Err(VsError::BadRequest(format!("Request bodies are limited to {MAX_ARM_BODY} bytes.")).into());
+    }
     let query: BTreeMap<String, String> =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
     if !query.contains_key("api-version") {
@@ -138,9 +160,6 @@ async fn handle(
         )
         .await);
     }
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
     let caller = state
         .arm_verifier
         .verify_header(authorization)

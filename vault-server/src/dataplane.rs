@@ -1,0 +1,420 @@
+//! The agent-facing backup data plane: machine registration, encryption info, packs and
+//! chunks, recovery points and their manifests, jobs. The server never decrypts anything:
+//! chunk ids and manifests are opaque; it knows which chunks each pack holds and which
+//! chunks each recovery point references, enough to verify a commit and serve restores.
+//!
+//! Pack bodies go to an [`ObjectStore`] (local files by default, memory in tests), keyed
+//! `packs/{vault}/{id}`; manifests `manifests/{vault}/{recovery point}`. A pack's rows are
+//! written only after its object is stored, and a recovery point only after every chunk
+//! it references is known, each in one transaction: a crash leaves the old state or the new.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+
+use crate::error::{Result, VsError};
+use crate::vaults::Vault;
+
+/// Largest pack accepted, in bytes.
+pub const MAX_PACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// Who a machine token belongs to.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub vault_id: i64,
+    pub container: String,
+}
+
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct PackEntry {
+    pub id: String,
+    pub offset: u64,
+    pub length: u64,
+}
+
+pub struct DataPlane {
+    pool: SqlitePool,
+    store: Arc<dyn ObjectStore>,
+}
+
+fn pack_path(vault_id: i64, id: &str) -> ObjectPath {
+    ObjectPath::from(format!("packs/{vault_id}/{}/{id}", &id[..2]))
+}
+
+fn manifest_path(vault_id: i64, recovery_point: &str) -> ObjectPath {
+    ObjectPath::from(format!("manifests/{vault_id}/{recovery_point}"))
+}
+
+fn is_hex_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+fn storage(e: object_store::Error) -> VsError {
+    VsError::Upstream(format!("blob storage failed: {e}"))
+}
+
+impl DataPlane {
+    pub fn new(pool: SqlitePool, store: Arc<dyn ObjectStore>) -> Self {
+        DataPlane { pool, store }
+    }
+
+    /// The machine a token's app id belongs to.
+    pub async fn machine(&self, app_id: &str) -> Result<Option<Machine>> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT vault_id, container FROM machines WHERE app_id = ?")
+                .bind(app_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(vault_id, container)| Machine { vault_id, container }))
+    }
+
+    pub async fn add_machine(&self, app_id: &str, sp_id: &str, vault: &Vault, container: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO machines (app_id, vault_id, container, service_principal_id, registered_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(app_id)
+        .bind(vault.id)
+        .bind(container)
+        .bind(sp_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Machine app ids of a container (to retire on re-registration).
+    pub async fn machine_apps(&self, vault_id: i64, container: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT app_id FROM machines WHERE vault_id = ? AND container = ?")
+            .bind(vault_id)
+            .bind(container)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn remove_machine(&self, app_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM machines WHERE app_id = ?").bind(app_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn encryption(&self, vault_id: i64, container: &str) -> Result<Option<(Value, String)>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT info, key_check FROM encryption WHERE vault_id = ? AND container = ?")
+                .bind(vault_id)
+                .bind(container)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(info, check)| (serde_json::from_str(&info).unwrap_or(Value::Null), check)))
+    }
+
+    pub async fn set_encryption(&self, vault_id: i64, container: &str, info: &Value, key_check: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO encryption (vault_id, container, info, key_check) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (vault_id, container) DO UPDATE SET info = excluded.info, key_check = excluded.key_check",
+        )
+        .bind(vault_id)
+        .bind(container)
+        .bind(info.to_string())
+        .bind(key_check)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The ids of `ids` the vault does not hold yet.
+    pub async fn missing(&self, vault_id: i64, ids: &[String]) -> Result<Vec<String>> {
+        if let Some(bad) = ids.iter().find(|id| !is_hex_id(id)) {
+            return Err(VsError::BadRequest(format!("'{bad}' is not a chunk id (64 lower-case hex digits).")));
+        }
+        let mut missing = Vec::new();
+        let mut connection = self.pool.acquire().await?;
+        for id in ids {
+            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM chunks WHERE vault_id = ? AND id = ?")
+                .bind(vault_id)
+                .bind(id)
+                .fetch_optional(&mut *connection)
+                .await?;
+            if known.is_none() {
+                missing.push(id.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Stores a pack: `body` = chunk blobs, then the JSON index, then its length as u32 LE.
+    /// The pack id must be the BLAKE3 of the body. Uploading a stored pack again is a no-op.
+    pub async fn put_pack(&self, vault_id: i64, id: &str, body: Bytes, now: i64) -> Result<usize> {
+        if !is_hex_id(id) {
+            return Err(VsError::BadRequest(format!("'{id}' is not a pack id (64 lower-case hex digits).")));
+        }
+        if body.len() > MAX_PACK_BYTES {
+            return Err(VsError::BadRequest(format!("Packs are at most {MAX_PACK_BYTES} bytes.")));
+        }
+        let actual = blake3::hash(&body).to_hex().to_string();
+        if actual != id {
+            return Err(VsError::BadRequest(format!(
+                "The pack body does not match its id (BLAKE3 {actual}); it was damaged in transit, upload it again."
+            )));
+        }
+        let entries = parse_index(&body)?;
+        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM packs WHERE vault_id = ? AND id = ?")
+            .bind(vault_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if known.is_some() {
+            return Ok(entries.len());
+        }
+        self.store
+            .put(&pack_path(vault_id, id), PutPayload::from(body.clone()))
+            .await
+            .map_err(storage)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO packs (vault_id, id, size, uploaded_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(vault_id)
+            .bind(id)
+            .bind(body.len() as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        for entry in &entries {
+            sqlx::query("INSERT INTO chunks (vault_id, id, pack, offset, length) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                .bind(vault_id)
+                .bind(&entry.id)
+                .bind(id)
+                .bind(entry.offset as i64)
+                .bind(entry.length as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(entries.len())
+    }
+
+    /// Where each chunk is, for a restore.
+    pub async fn locate(&self, vault_id: i64, ids: &[String]) -> Result<Vec<Value>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut connection = self.pool.acquire().await?;
+        for id in ids {
+            let row: Option<(String, i64, i64)> =
+                sqlx::query_as("SELECT pack, offset, length FROM chunks WHERE vault_id = ? AND id = ?")
+                    .bind(vault_id)
+                    .bind(id)
+                    .fetch_optional(&mut *connection)
+                    .await?;
+            let (pack, offset, length) = row.ok_or_else(|| {
+                VsError::NotFound(format!("Chunk {id} is not in this vault."))
+            })?;
+            out.push(json!({"id": id, "pack": pack, "offset": offset, "length": length}));
+        }
+        Ok(out)
+    }
+
+    /// Bytes `[start, end)` of a pack.
+    pub async fn read_pack(&self, vault_id: i64, id: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
+        if !is_hex_id(id) {
+            return Err(VsError::BadRequest(format!("'{id}' is not a pack id.")));
+        }
+        let path = pack_path(vault_id, id);
+        let result = match range {
+            Some((start, end)) => self.store.get_range(&path, start..end).await,
+            None => match self.store.get(&path).await {
+                Ok(object) => object.bytes().await,
+                Err(e) => Err(e),
+            },
+        };
+        result.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => VsError::NotFound(format!("Pack {id} is not in this vault.")),
+            other => storage(other),
+        })
+    }
+
+    /// Commits a recovery point: every referenced chunk must be stored. One transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit(
+        &self,
+        vault: &Vault,
+        container: &str,
+        item: &str,
+        name: &str,
+        manifest: Bytes,
+        chunks: &[String],
+        now: i64,
+        expires: Option<i64>,
+    ) -> Result<()> {
+        let item_known: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM protected_items WHERE vault_id = ? AND container = ? AND name = ?")
+                .bind(vault.id)
+                .bind(container)
+                .bind(item)
+                .fetch_optional(&self.pool)
+                .await?;
+        if item_known.is_none() {
+            return Err(VsError::BadRequest(format!(
+                "Item '{item}' is not protected on server {container}; POST /backup/v1/items first."
+            )));
+        }
+        let missing = self.missing(vault.id, chunks).await?;
+        if !missing.is_empty() {
+            return Err(VsError::BadRequest(format!(
+                "The recovery point references {} chunk(s) the vault does not hold (first: {}); upload their packs first.",
+                missing.len(),
+                missing[0]
+            )));
+        }
+        self.store
+            .put(&manifest_path(vault.id, name), PutPayload::from(manifest.clone()))
+            .await
+            .map_err(storage)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO recovery_points (vault_id, container, item, name, created_at, expires_at, manifest_size, chunk_count) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(vault.id)
+        .bind(container)
+        .bind(item)
+        .bind(name)
+        .bind(now)
+        .bind(expires)
+        .bind(manifest.len() as i64)
+        .bind(chunks.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+        for chunk in chunks {
+            sqlx::query("INSERT OR IGNORE INTO recovery_point_chunks (vault_id, recovery_point, chunk) VALUES (?, ?, ?)")
+                .bind(vault.id)
+                .bind(name)
+                .bind(chunk)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE protected_items SET protection_state = 'Protected', last_backup_status = 'Completed', last_backup_time = ? \
+             WHERE vault_id = ? AND container = ? AND name = ?",
+        )
+        .bind(now)
+        .bind(vault.id)
+        .bind(container)
+        .bind(item)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Recovery points of a container (all its items), newest first.
+    pub async fn recovery_points(&self, vault_id: i64, container: &str) -> Result<Vec<Value>> {
+        let rows: Vec<(String, String, String, i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT r.name, r.item, p.friendly_name, r.created_at, r.expires_at, r.chunk_count FROM recovery_points r \
+             JOIN protected_items p ON p.vault_id = r.vault_id AND p.container = r.container AND p.name = r.item \
+             WHERE r.vault_id = ? AND r.container = ? ORDER BY r.created_at DESC, r.name DESC",
+        )
+        .bind(vault_id)
+        .bind(container)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, item, path, created, expires, chunks)| {
+                json!({"name": name, "item": item, "path": path, "created": created, "expires": expires, "chunks": chunks})
+            })
+            .collect())
+    }
+
+    pub async fn manifest(&self, vault_id: i64, container: &str, name: &str) -> Result<Bytes> {
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM recovery_points WHERE vault_id = ? AND container = ? AND name = ?")
+                .bind(vault_id)
+                .bind(container)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        if known.is_none() {
+            return Err(VsError::NotFound(format!("Recovery point {name} of server {container} was not found.")));
+        }
+        let object = self.store.get(&manifest_path(vault_id, name)).await.map_err(storage)?;
+        object.bytes().await.map_err(storage)
+    }
+
+    /// Starts a job; returns its id.
+    pub async fn start_job(&self, vault_id: i64, container: &str, operation: &str, entity: &str, now: i64) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO jobs (vault_id, id, seq, operation, status, entity_name, server_name, start_time, details) \
+             VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, 'InProgress', ?, ?, ?, '{}')",
+        )
+        .bind(vault_id)
+        .bind(&id)
+        .bind(operation)
+        .bind(entity)
+        .bind(container)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn finish_job(&self, vault_id: i64, id: &str, status: &str, details: &Value, now: i64) -> Result<()> {
+        let updated = sqlx::query("UPDATE jobs SET status = ?, end_time = ?, details = ? WHERE vault_id = ? AND id = ?")
+            .bind(status)
+            .bind(now)
+            .bind(details.to_string())
+            .bind(vault_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(VsError::NotFound(format!("Job {id} was not found.")));
+        }
+        Ok(())
+    }
+
+    pub async fn jobs(&self, vault_id: i64, container: &str) -> Result<Vec<Value>> {
+        let rows: Vec<(String, String, String, String, i64, Option<i64>, String)> = sqlx::query_as(
+            "SELECT id, operation, status, entity_name, start_time, end_time, details FROM jobs WHERE vault_id = ? AND server_name = ? ORDER BY seq DESC",
+        )
+        .bind(vault_id)
+        .bind(container)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, operation, status, entity, start, end, details)| {
+                json!({"id": id, "operation": operation, "status": status, "entity": entity, "start": start, "end": end,
+                       "details": serde_json::from_str::<Value>(&details).unwrap_or(Value::Null)})
+            })
+            .collect())
+    }
+}
+
+/// The index at the end of a pack: `[blobs][index JSON][index length: u32 LE]`.
+pub fn parse_index(body: &[u8]) -> Result<Vec<PackEntry>> {
+    let bad = |why: &str| VsError::BadRequest(format!("The pack is malformed: {why}."));
+    if body.len() < 4 {
+        return Err(bad("shorter than its trailer"));
+    }
+    let (rest, trailer) = body.split_at(body.len() - 4);
+    let length = u32::from_le_bytes(trailer.try_into().expect("4 bytes")) as usize;
+    if length > rest.len() {
+        return Err(bad("the index length points outside the pack"));
+    }
+    let data_end = rest.len() - length;
+    let entries: Vec<PackEntry> =
+        serde_json::from_slice(&rest[data_end..]).map_err(|e| bad(&format!("the index is not JSON ({e})")))?;
+    for entry in &entries {
+        if !is_hex_id(&entry.id) {
+            return Err(bad("an index entry has an invalid chunk id"));
+        }
+        if entry.offset.checked_add(entry.length).is_none_or(|end| end > data_end as u64) {
+            return Err(bad("an index entry points outside the pack data"));
+        }
+    }
+    Ok(entries)
+}

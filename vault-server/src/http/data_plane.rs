@@ -1,0 +1,266 @@
+//! `/backup/v1/...`: what the agent calls. Registration takes a token of the vault's
+//! registration app (signed in with the vault-credentials certificate); everything else
+//! takes a token of the machine identity created at registration.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sim_core::auth::Principal;
+
+use super::VsState;
+use crate::arm::{ok, parse_json};
+use crate::dataplane::Machine;
+use crate::error::{Result, VsError};
+use crate::vaults::Vault;
+
+pub async fn handle(state: &VsState, caller: Principal, method: Method, path: &str, headers: &HeaderMap, body: Bytes) -> Result<Response> {
+    let segments: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .skip(2)
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let now = state.clock.unix();
+    match (method.clone(), segments.as_slice()) {
+        (Method::POST, ["register"]) => return register(state, &caller, &body, now).await,
+        (Method::GET, ["servers", server, "encryption"]) => return encryption(state, &caller, server).await,
+        _ => {}
+    }
+    let machine = state.data.machine(&caller.app_id).await?.ok_or_else(|| {
+        VsError::Forbidden(format!(
+            "The caller (app {}) is not a registered server of any vault; register with vault credentials first.",
+            caller.app_id
+        ))
+    })?;
+    let vault = state.vaults.by_id(machine.vault_id).await?;
+    let data = &state.data;
+    match (method, segments.as_slice()) {
+        (Method::DELETE, ["register"]) => {
+            state.backup.unregister(&vault, &machine.container).await?;
+            for app in data.machine_apps(vault.id, &machine.container).await? {
+                data.remove_machine(&app).await?;
+                let _ = state.vaults.entra().delete_app(&app).await;
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::POST, ["chunks", "missing"]) => {
+            let request: Ids = parse_json(&body)?;
+            Ok(ok(json!({"missing": data.missing(vault.id, &request.ids).await?})))
+        }
+        (Method::POST, ["chunks", "locate"]) => {
+            let request: Ids = parse_json(&body)?;
+            Ok(ok(json!({"chunks": data.locate(vault.id, &request.ids).await?})))
+        }
+        (Method::PUT, ["packs", id]) => {
+            let chunks = data.put_pack(vault.id, id, body, now).await?;
+            Ok(ok(json!({"id": id, "chunks": chunks})))
+        }
+        (Method::GET, ["packs", id]) => read_pack(state, &vault, id, headers).await,
+        (Method::POST, ["items"]) => protect(state, &vault, &machine, &body, now).await,
+        (Method::POST, ["jobs"]) => {
+            #[derive(Deserialize)]
+            struct Start {
+                operation: String,
+                entity: String,
+            }
+            let request: Start = parse_json(&body)?;
+            if !["Backup", "Restore"].contains(&request.operation.as_str()) {
+                return Err(VsError::BadRequest("operation must be Backup or Restore.".into()));
+            }
+            let id = data.start_job(vault.id, &machine.container, &request.operation, &request.entity, now).await?;
+            Ok(ok(json!({"id": id})))
+        }
+        (Method::PATCH, ["jobs", id]) => {
+            #[derive(Deserialize)]
+            struct Finish {
+                status: String,
+                #[serde(default)]
+                details: Value,
+            }
+            let request: Finish = parse_json(&body)?;
+            let statuses = ["Completed", "CompletedWithWarnings", "Failed", "Cancelled"];
+            if !statuses.contains(&request.status.as_str()) {
+                return Err(VsError::BadRequest(format!("status must be one of {}.", statuses.join(", "))));
+            }
+            data.finish_job(vault.id, id, &request.status, &request.details, now).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::GET, ["jobs"]) => Ok(ok(json!({"value": data.jobs(vault.id, &machine.container).await?}))),
+        (Method::POST, ["recoveryPoints"]) => commit(state, &vault, &machine, &body, now).await,
+        (Method::GET, ["servers", server, "recoveryPoints"]) => {
+            Ok(ok(json!({"value": data.recovery_points(vault.id, server).await?})))
+        }
+        (Method::GET, ["servers", server, "recoveryPoints", name, "manifest"]) => {
+            let manifest = data.manifest(vault.id, server, name).await?;
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], manifest).into_response())
+        }
+        _ => Err(VsError::NoRoute {
+            method: "backup".into(),
+            path: path.to_string(),
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+struct Ids {
+    ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Registration {
+    server_name: String,
+    agent_version: String,
+    /// The machine's own public certificate (base64 DER); it signs in with its key.
+    certificate: String,
+    /// Thumbprint of the vault-credentials certificate the caller signed in with.
+    credential_thumbprint: String,
+    /// Wrapped master key and KDF parameters (opaque to the server).
+    encryption: Value,
+    /// A check value of the master key: re-registration must present the same.
+    key_check: String,
+}
+
+async fn register(state: &VsState, caller: &Principal, body: &[u8], now: i64) -> Result<Response> {
+    let vault = state.vaults.by_registration_app(&caller.app_id).await?.ok_or_else(|| {
+        VsError::Forbidden(format!(
+            "The caller (app {}) is not the registration identity of any vault; sign in with the vault credentials' certificate.",
+            caller.app_id
+        ))
+    })?;
+    let request: Registration = parse_json(body)?;
+    let name = request.server_name.trim();
+    if name.is_empty() || name.len() > 255 || name.contains(['/', '\\', ';']) {
+        return Err(VsError::BadRequest(format!(
+            "serverName '{name}' is invalid: 1-255 characters, without '/', '\\\\' or ';'."
+        )));
+    }
+    state
+        .vaults
+        .check_latest_credential(&vault, &request.credential_thumbprint, now)
+        .await?;
+    let data = &state.data;
+    if let Some((_, key_check)) = data.encryption(vault.id, name).await? {
+        if key_check != request.key_check {
+            return Err(VsError::Conflict(format!(
+                "Server '{name}' is already registered to vault {} with another passphrase; re-register it with the passphrase it was registered with.",
+                vault.name
+            )));
+        }
+        for app in data.machine_apps(vault.id, name).await? {
+            data.remove_machine(&app).await?;
+            let _ = state.vaults.entra().delete_app(&app).await;
+        }
+    }
+    let entra = state.vaults.entra();
+    let app = entra
+        .create_app(&format!("mars-{name}-{}", vault.resource_number))
+        .await?;
+    entra.add_certificate(&app.app_id, &request.certificate).await.map_err(|e| {
+        VsError::BadRequest(format!("The machine certificate was refused: {e}"))
+    })?;
+    state.backup.register_container(&vault, name, &request.agent_version, now).await?;
+    data.set_encryption(vault.id, name, &request.encryption, &request.key_check).await?;
+    data.add_machine(&app.app_id, &app.service_principal_id, &vault, name, now).await?;
+    Ok(ok(json!({
+        "containerName": name,
+        "clientId": app.app_id,
+        "tenantId": entra.tenant,
+        "authority": entra.authority,
+        "vault": {"subscriptionId": vault.subscription_id, "resourceGroup": vault.resource_group, "name": vault.name},
+    })))
+}
+
+async fn encryption(state: &VsState, caller: &Principal, server: &str) -> Result<Response> {
+    let vault = match state.vaults.by_registration_app(&caller.app_id).await? {
+        Some(vault) => vault,
+        None => {
+            let machine = state.data.machine(&caller.app_id).await?.ok_or_else(|| {
+                VsError::Forbidden("Sign in with the vault credentials' certificate or as a registered server.".into())
+            })?;
+            state.vaults.by_id(machine.vault_id).await?
+        }
+    };
+    let (info, _) = state.data.encryption(vault.id, server).await?.ok_or_else(|| {
+        VsError::NotFound(format!("Server '{server}' is not registered to vault {}.", vault.name))
+    })?;
+    Ok(ok(json!({"server": server, "encryption": info})))
+}
+
+async fn read_pack(state: &VsState, vault: &Vault, id: &str, headers: &HeaderMap) -> Result<Response> {
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(parse_range)
+        .transpose()?;
+    let bytes = state.data.read_pack(vault.id, id, range).await?;
+    let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    let mut response = (status, bytes).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    Ok(response)
+}
+
+/// `bytes=a-b` (inclusive) → `[a, b+1)`.
+fn parse_range(value: &str) -> Result<(u64, u64)> {
+    let bad = || VsError::BadRequest(format!("Range '{value}' must be bytes=START-END."));
+    let spec = value.strip_prefix("bytes=").ok_or_else(bad)?;
+    let (start, end) = spec.split_once('-').ok_or_else(bad)?;
+    let start: u64 = start.parse().map_err(|_| bad())?;
+    let end: u64 = end.parse().map_err(|_| bad())?;
+    if end < start {
+        return Err(bad());
+    }
+    Ok((start, end + 1))
+}
+
+async fn protect(state: &VsState, vault: &Vault, machine: &Machine, body: &[u8], now: i64) -> Result<Response> {
+    #[derive(Deserialize)]
+    struct Protect {
+        path: String,
+    }
+    let request: Protect = parse_json(body)?;
+    if request.path.is_empty() || request.path.len() > 4096 {
+        return Err(VsError::BadRequest("path must be 1-4096 characters.".into()));
+    }
+    let digest = blake3::hash(format!("{}\0{}", machine.container, request.path).as_bytes()).to_hex();
+    let guid = format!(
+        "{}-{}-{}-{}-{}",
+        &digest[..8],
+        &digest[8..12],
+        &digest[12..16],
+        &digest[16..20],
+        &digest[20..32]
+    )
+    .to_uppercase();
+    let name = format!("{guid};{}", request.path);
+    state.backup.protect_item(vault, &machine.container, &name, &request.path, now).await?;
+    Ok(ok(json!({"item": name})))
+}
+
+async fn commit(state: &VsState, vault: &Vault, machine: &Machine, body: &[u8], now: i64) -> Result<Response> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Commit {
+        item: String,
+        manifest: String,
+        chunks: Vec<String>,
+        retain_until: Option<i64>,
+    }
+    let request: Commit = parse_json(body)?;
+    let manifest = STANDARD
+        .decode(&request.manifest)
+        .map_err(|_| VsError::BadRequest("manifest must be base64.".into()))?;
+    let name = format!("{now}{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000);
+    state
+        .data
+        .commit(vault, &machine.container, &request.item, &name, Bytes::from(manifest), &request.chunks, now, request.retain_until)
+        .await?;
+    Ok(ok(json!({"name": name})))
+}
