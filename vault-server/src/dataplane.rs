@@ -52,7 +52,10 @@ fn manifest_path(vault_id: i64, recovery_point: &str) -> ObjectPath {
 }
 
 fn is_hex_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 fn storage(e: object_store::Error) -> VsError {
@@ -71,10 +74,20 @@ impl DataPlane {
                 .bind(app_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(vault_id, container)| Machine { vault_id, container }))
+        Ok(row.map(|(vault_id, container)| Machine {
+            vault_id,
+            container,
+        }))
     }
 
-    pub async fn add_machine(&self, app_id: &str, sp_id: &str, vault: &Vault, container: &str, now: i64) -> Result<()> {
+    pub async fn add_machine(
+        &self,
+        app_id: &str,
+        sp_id: &str,
+        vault: &Vault,
+        container: &str,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO machines (app_id, vault_id, container, service_principal_id, registered_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -90,29 +103,45 @@ impl DataPlane {
 
     /// Machine app ids of a container (to retire on re-registration).
     pub async fn machine_apps(&self, vault_id: i64, container: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT app_id FROM machines WHERE vault_id = ? AND container = ?")
-            .bind(vault_id)
-            .bind(container)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT app_id FROM machines WHERE vault_id = ? AND container = ?")
+                .bind(vault_id)
+                .bind(container)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn remove_machine(&self, app_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM machines WHERE app_id = ?").bind(app_id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM machines WHERE app_id = ?")
+            .bind(app_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    pub async fn encryption(&self, vault_id: i64, container: &str) -> Result<Option<(Value, String)>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT info, key_check FROM encryption WHERE vault_id = ? AND container = ?")
-                .bind(vault_id)
-                .bind(container)
-                .fetch_optional(&self.pool)
-                .await?;
+    pub async fn encryption(
+        &self,
+        vault_id: i64,
+        container: &str,
+    ) -> Result<Option<(Value, String)>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT info, key_check FROM encryption WHERE vault_id = ? AND container = ?",
+        )
+        .bind(vault_id)
+        .bind(container)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|(info, check)| (serde_json::from_str(&info).unwrap_or(Value::Null), check)))
     }
 
-    pub async fn set_encryption(&self, vault_id: i64, container: &str, info: &Value, key_check: &str) -> Result<()> {
+    pub async fn set_encryption(
+        &self,
+        vault_id: i64,
+        container: &str,
+        info: &Value,
+        key_check: &str,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO encryption (vault_id, container, info, key_check) VALUES (?, ?, ?, ?) \
              ON CONFLICT (vault_id, container) DO UPDATE SET info = excluded.info, key_check = excluded.key_check",
@@ -129,16 +158,19 @@ impl DataPlane {
     /// The ids of `ids` the vault does not hold yet.
     pub async fn missing(&self, vault_id: i64, ids: &[String]) -> Result<Vec<String>> {
         if let Some(bad) = ids.iter().find(|id| !is_hex_id(id)) {
-            return Err(VsError::BadRequest(format!("'{bad}' is not a chunk id (64 lower-case hex digits).")));
+            return Err(VsError::BadRequest(format!(
+                "'{bad}' is not a chunk id (64 lower-case hex digits)."
+            )));
         }
         let mut missing = Vec::new();
         let mut connection = self.pool.acquire().await?;
         for id in ids {
-            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM chunks WHERE vault_id = ? AND id = ?")
-                .bind(vault_id)
-                .bind(id)
-                .fetch_optional(&mut *connection)
-                .await?;
+            let known: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM chunks WHERE vault_id = ? AND id = ?")
+                    .bind(vault_id)
+                    .bind(id)
+                    .fetch_optional(&mut *connection)
+                    .await?;
             if known.is_none() {
                 missing.push(id.clone());
             }
@@ -150,10 +182,14 @@ impl DataPlane {
     /// The pack id must be the BLAKE3 of the body. Uploading a stored pack again is a no-op.
     pub async fn put_pack(&self, vault_id: i64, id: &str, body: Bytes, now: i64) -> Result<usize> {
         if !is_hex_id(id) {
-            return Err(VsError::BadRequest(format!("'{id}' is not a pack id (64 lower-case hex digits).")));
+            return Err(VsError::BadRequest(format!(
+                "'{id}' is not a pack id (64 lower-case hex digits)."
+            )));
         }
         if body.len() > MAX_PACK_BYTES {
-            return Err(VsError::BadRequest(format!("Packs are at most {MAX_PACK_BYTES} bytes.")));
+            return Err(VsError::BadRequest(format!(
+                "Packs are at most {MAX_PACK_BYTES} bytes."
+            )));
         }
         let actual = blake3::hash(&body).to_hex().to_string();
         if actual != id {
@@ -162,11 +198,12 @@ impl DataPlane {
             )));
         }
         let entries = parse_index(&body)?;
-        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM packs WHERE vault_id = ? AND id = ?")
-            .bind(vault_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM packs WHERE vault_id = ? AND id = ?")
+                .bind(vault_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         if known.is_some() {
             return Ok(entries.len());
         }
@@ -201,22 +238,27 @@ impl DataPlane {
         let mut out = Vec::with_capacity(ids.len());
         let mut connection = self.pool.acquire().await?;
         for id in ids {
-            let row: Option<(String, i64, i64)> =
-                sqlx::query_as("SELECT pack, offset, length FROM chunks WHERE vault_id = ? AND id = ?")
-                    .bind(vault_id)
-                    .bind(id)
-                    .fetch_optional(&mut *connection)
-                    .await?;
-            let (pack, offset, length) = row.ok_or_else(|| {
-                VsError::NotFound(format!("Chunk {id} is not in this vault."))
-            })?;
+            let row: Option<(String, i64, i64)> = sqlx::query_as(
+                "SELECT pack, offset, length FROM chunks WHERE vault_id = ? AND id = ?",
+            )
+            .bind(vault_id)
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await?;
+            let (pack, offset, length) =
+                row.ok_or_else(|| VsError::NotFound(format!("Chunk {id} is not in this vault.")))?;
             out.push(json!({"id": id, "pack": pack, "offset": offset, "length": length}));
         }
         Ok(out)
     }
 
     /// Bytes `[start, end)` of a pack.
-    pub async fn read_pack(&self, vault_id: i64, id: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
+    pub async fn read_pack(
+        &self,
+        vault_id: i64,
+        id: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Bytes> {
         if !is_hex_id(id) {
             return Err(VsError::BadRequest(format!("'{id}' is not a pack id.")));
         }
@@ -229,7 +271,9 @@ impl DataPlane {
             },
         };
         result.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => VsError::NotFound(format!("Pack {id} is not in this vault.")),
+            object_store::Error::NotFound { .. } => {
+                VsError::NotFound(format!("Pack {id} is not in this vault."))
+            }
             other => storage(other),
         })
     }
@@ -247,13 +291,14 @@ impl DataPlane {
         now: i64,
         expires: Option<i64>,
     ) -> Result<()> {
-        let item_known: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM protected_items WHERE vault_id = ? AND container = ? AND name = ?")
-                .bind(vault.id)
-                .bind(container)
-                .bind(item)
-                .fetch_optional(&self.pool)
-                .await?;
+        let item_known: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM protected_items WHERE vault_id = ? AND container = ? AND name = ?",
+        )
+        .bind(vault.id)
+        .bind(container)
+        .bind(item)
+        .fetch_optional(&self.pool)
+        .await?;
         if item_known.is_none() {
             return Err(VsError::BadRequest(format!(
                 "Item '{item}' is not protected on server {container}; POST /backup/v1/items first."
@@ -268,7 +313,10 @@ impl DataPlane {
             )));
         }
         self.store
-            .put(&manifest_path(vault.id, name), PutPayload::from(manifest.clone()))
+            .put(
+                &manifest_path(vault.id, name),
+                PutPayload::from(manifest.clone()),
+            )
             .await
             .map_err(storage)?;
         let mut tx = self.pool.begin().await?;
@@ -328,22 +376,36 @@ impl DataPlane {
     }
 
     pub async fn manifest(&self, vault_id: i64, container: &str, name: &str) -> Result<Bytes> {
-        let known: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM recovery_points WHERE vault_id = ? AND container = ? AND name = ?")
-                .bind(vault_id)
-                .bind(container)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let known: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM recovery_points WHERE vault_id = ? AND container = ? AND name = ?",
+        )
+        .bind(vault_id)
+        .bind(container)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         if known.is_none() {
-            return Err(VsError::NotFound(format!("Recovery point {name} of server {container} was not found.")));
+            return Err(VsError::NotFound(format!(
+                "Recovery point {name} of server {container} was not found."
+            )));
         }
-        let object = self.store.get(&manifest_path(vault_id, name)).await.map_err(storage)?;
+        let object = self
+            .store
+            .get(&manifest_path(vault_id, name))
+            .await
+            .map_err(storage)?;
         object.bytes().await.map_err(storage)
     }
 
     /// Starts a job; returns its id.
-    pub async fn start_job(&self, vault_id: i64, container: &str, operation: &str, entity: &str, now: i64) -> Result<String> {
+    pub async fn start_job(
+        &self,
+        vault_id: i64,
+        container: &str,
+        operation: &str,
+        entity: &str,
+        now: i64,
+    ) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO jobs (vault_id, id, seq, operation, status, entity_name, server_name, start_time, details) \
@@ -360,16 +422,25 @@ impl DataPlane {
         Ok(id)
     }
 
-    pub async fn finish_job(&self, vault_id: i64, id: &str, status: &str, details: &Value, now: i64) -> Result<()> {
-        let updated = sqlx::query("UPDATE jobs SET status = ?, end_time = ?, details = ? WHERE vault_id = ? AND id = ?")
-            .bind(status)
-            .bind(now)
-            .bind(details.to_string())
-            .bind(vault_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+    pub async fn finish_job(
+        &self,
+        vault_id: i64,
+        id: &str,
+        status: &str,
+        details: &Value,
+        now: i64,
+    ) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = ?, end_time = ?, details = ? WHERE vault_id = ? AND id = ?",
+        )
+        .bind(status)
+        .bind(now)
+        .bind(details.to_string())
+        .bind(vault_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         if updated == 0 {
             return Err(VsError::NotFound(format!("Job {id} was not found.")));
         }
@@ -377,7 +448,7 @@ impl DataPlane {
     }
 
     pub async fn jobs(&self, vault_id: i64, container: &str) -> Result<Vec<Value>> {
-        let rows: Vec<(String, String, String, String, i64, Option<i64>, String)> = sqlx::query_as(
+        let rows: Vec<JobRow> = sqlx::query_as(
             "SELECT id, operation, status, entity_name, start_time, end_time, details FROM jobs WHERE vault_id = ? AND server_name = ? ORDER BY seq DESC",
         )
         .bind(vault_id)
@@ -394,6 +465,9 @@ impl DataPlane {
     }
 }
 
+/// id, operation, status, entity, start, end, details.
+type JobRow = (String, String, String, String, i64, Option<i64>, String);
+
 /// The index at the end of a pack: `[blobs][index JSON][index length: u32 LE]`.
 pub fn parse_index(body: &[u8]) -> Result<Vec<PackEntry>> {
     let bad = |why: &str| VsError::BadRequest(format!("The pack is malformed: {why}."));
@@ -406,13 +480,17 @@ pub fn parse_index(body: &[u8]) -> Result<Vec<PackEntry>> {
         return Err(bad("the index length points outside the pack"));
     }
     let data_end = rest.len() - length;
-    let entries: Vec<PackEntry> =
-        serde_json::from_slice(&rest[data_end..]).map_err(|e| bad(&format!("the index is not JSON ({e})")))?;
+    let entries: Vec<PackEntry> = serde_json::from_slice(&rest[data_end..])
+        .map_err(|e| bad(&format!("the index is not JSON ({e})")))?;
     for entry in &entries {
         if !is_hex_id(&entry.id) {
             return Err(bad("an index entry has an invalid chunk id"));
         }
-        if entry.offset.checked_add(entry.length).is_none_or(|end| end > data_end as u64) {
+        if entry
+            .offset
+            .checked_add(entry.length)
+            .is_none_or(|end| end > data_end as u64)
+        {
             return Err(bad("an index entry points outside the pack data"));
         }
     }

@@ -156,8 +156,10 @@ fn blob_store(storage: &Storage) -> Result<Arc<dyn object_store::ObjectStore>, s
                 path: blobs.display().to_string(),
                 source: e,
             })?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(&blobs)
-                .map_err(|e| sim_core::Error::Config(format!("blob store at {}: {e}", blobs.display())))?;
+            let store =
+                object_store::local::LocalFileSystem::new_with_prefix(&blobs).map_err(|e| {
+                    sim_core::Error::Config(format!("blob store at {}: {e}", blobs.display()))
+                })?;
             Ok(Arc::new(store))
         }
     }

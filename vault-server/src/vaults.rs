@@ -187,7 +187,12 @@ impl Vaults {
     }
 
     /// Registration needs the vault's newest credentials, unexpired.
-    pub async fn check_latest_credential(&self, vault: &Vault, thumbprint: &str, now: i64) -> Result<()> {
+    pub async fn check_latest_credential(
+        &self,
+        vault: &Vault,
+        thumbprint: &str,
+        now: i64,
+    ) -> Result<()> {
         let latest: Option<(String, i64)> = sqlx::query_as(
             "SELECT thumbprint, valid_to FROM vault_certificates WHERE vault_id = ? ORDER BY seq DESC LIMIT 1",
         )
@@ -195,10 +200,12 @@ impl Vaults {
         .fetch_optional(&self.pool)
         .await?;
         match latest {
-            Some((latest, _)) if !latest.eq_ignore_ascii_case(thumbprint) => Err(VsError::CredentialsRefused(format!(
-                "These vault credentials are not the latest of vault {}: only the most recently downloaded file can register a server. Download the credentials again.",
-                vault.name
-            ))),
+            Some((latest, _)) if !latest.eq_ignore_ascii_case(thumbprint) => {
+                Err(VsError::CredentialsRefused(format!(
+                    "These vault credentials are not the latest of vault {}: only the most recently downloaded file can register a server. Download the credentials again.",
+                    vault.name
+                )))
+            }
             Some((_, valid_to)) if valid_to <= now => Err(VsError::CredentialsRefused(format!(
                 "The vault credentials of vault {} expired at {}; download new ones.",
                 vault.name,

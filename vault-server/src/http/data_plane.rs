@@ -17,18 +17,31 @@ use crate::dataplane::Machine;
 use crate::error::{Result, VsError};
 use crate::vaults::Vault;
 
-pub async fn handle(state: &VsState, caller: Principal, method: Method, path: &str, headers: &HeaderMap, body: Bytes) -> Result<Response> {
+pub async fn handle(
+    state: &VsState,
+    caller: Principal,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
     let segments: Vec<String> = path
         .trim_matches('/')
         .split('/')
         .skip(2)
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let now = state.clock.unix();
     match (method.clone(), segments.as_slice()) {
         (Method::POST, ["register"]) => return register(state, &caller, &body, now).await,
-        (Method::GET, ["servers", server, "encryption"]) => return encryption(state, &caller, server).await,
+        (Method::GET, ["servers", server, "encryption"]) => {
+            return encryption(state, &caller, server).await;
+        }
         _ => {}
     }
     let machine = state.data.machine(&caller.app_id).await?.ok_or_else(|| {
@@ -50,11 +63,15 @@ pub async fn handle(state: &VsState, caller: Principal, method: Method, path: &s
         }
         (Method::POST, ["chunks", "missing"]) => {
             let request: Ids = parse_json(&body)?;
-            Ok(ok(json!({"missing": data.missing(vault.id, &request.ids).await?})))
+            Ok(ok(
+                json!({"missing": data.missing(vault.id, &request.ids).await?}),
+            ))
         }
         (Method::POST, ["chunks", "locate"]) => {
             let request: Ids = parse_json(&body)?;
-            Ok(ok(json!({"chunks": data.locate(vault.id, &request.ids).await?})))
+            Ok(ok(
+                json!({"chunks": data.locate(vault.id, &request.ids).await?}),
+            ))
         }
         (Method::PUT, ["packs", id]) => {
             let chunks = data.put_pack(vault.id, id, body, now).await?;
@@ -70,9 +87,19 @@ pub async fn handle(state: &VsState, caller: Principal, method: Method, path: &s
             }
             let request: Start = parse_json(&body)?;
             if !["Backup", "Restore"].contains(&request.operation.as_str()) {
-                return Err(VsError::BadRequest("operation must be Backup or Restore.".into()));
+                return Err(VsError::BadRequest(
+                    "operation must be Backup or Restore.".into(),
+                ));
             }
-            let id = data.start_job(vault.id, &machine.container, &request.operation, &request.entity, now).await?;
+            let id = data
+                .start_job(
+                    vault.id,
+                    &machine.container,
+                    &request.operation,
+                    &request.entity,
+                    now,
+                )
+                .await?;
             Ok(ok(json!({"id": id})))
         }
         (Method::PATCH, ["jobs", id]) => {
@@ -85,19 +112,29 @@ pub async fn handle(state: &VsState, caller: Principal, method: Method, path: &s
             let request: Finish = parse_json(&body)?;
             let statuses = ["Completed", "CompletedWithWarnings", "Failed", "Cancelled"];
             if !statuses.contains(&request.status.as_str()) {
-                return Err(VsError::BadRequest(format!("status must be one of {}.", statuses.join(", "))));
+                return Err(VsError::BadRequest(format!(
+                    "status must be one of {}.",
+                    statuses.join(", ")
+                )));
             }
-            data.finish_job(vault.id, id, &request.status, &request.details, now).await?;
+            data.finish_job(vault.id, id, &request.status, &request.details, now)
+                .await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        (Method::GET, ["jobs"]) => Ok(ok(json!({"value": data.jobs(vault.id, &machine.container).await?}))),
+        (Method::GET, ["jobs"]) => Ok(ok(
+            json!({"value": data.jobs(vault.id, &machine.container).await?}),
+        )),
         (Method::POST, ["recoveryPoints"]) => commit(state, &vault, &machine, &body, now).await,
-        (Method::GET, ["servers", server, "recoveryPoints"]) => {
-            Ok(ok(json!({"value": data.recovery_points(vault.id, server).await?})))
-        }
+        (Method::GET, ["servers", server, "recoveryPoints"]) => Ok(ok(
+            json!({"value": data.recovery_points(vault.id, server).await?}),
+        )),
         (Method::GET, ["servers", server, "recoveryPoints", name, "manifest"]) => {
             let manifest = data.manifest(vault.id, server, name).await?;
-            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], manifest).into_response())
+            Ok((
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                manifest,
+            )
+                .into_response())
         }
         _ => Err(VsError::NoRoute {
             method: "backup".into(),
@@ -161,12 +198,18 @@ async fn register(state: &VsState, caller: &Principal, body: &[u8], now: i64) ->
     let app = entra
         .create_app(&format!("mars-{name}-{}", vault.resource_number))
         .await?;
-    entra.add_certificate(&app.app_id, &request.certificate).await.map_err(|e| {
-        VsError::BadRequest(format!("The machine certificate was refused: {e}"))
-    })?;
-    state.backup.register_container(&vault, name, &request.agent_version, now).await?;
-    data.set_encryption(vault.id, name, &request.encryption, &request.key_check).await?;
-    data.add_machine(&app.app_id, &app.service_principal_id, &vault, name, now).await?;
+    entra
+        .add_certificate(&app.app_id, &request.certificate)
+        .await
+        .map_err(|e| VsError::BadRequest(format!("The machine certificate was refused: {e}")))?;
+    state
+        .backup
+        .register_container(&vault, name, &request.agent_version, now)
+        .await?;
+    data.set_encryption(vault.id, name, &request.encryption, &request.key_check)
+        .await?;
+    data.add_machine(&app.app_id, &app.service_principal_id, &vault, name, now)
+        .await?;
     Ok(ok(json!({
         "containerName": name,
         "clientId": app.app_id,
@@ -181,29 +224,49 @@ async fn encryption(state: &VsState, caller: &Principal, server: &str) -> Result
         Some(vault) => vault,
         None => {
             let machine = state.data.machine(&caller.app_id).await?.ok_or_else(|| {
-                VsError::Forbidden("Sign in with the vault credentials' certificate or as a registered server.".into())
+                VsError::Forbidden(
+                    "Sign in with the vault credentials' certificate or as a registered server."
+                        .into(),
+                )
             })?;
             state.vaults.by_id(machine.vault_id).await?
         }
     };
-    let (info, _) = state.data.encryption(vault.id, server).await?.ok_or_else(|| {
-        VsError::NotFound(format!("Server '{server}' is not registered to vault {}.", vault.name))
-    })?;
+    let (info, _) = state
+        .data
+        .encryption(vault.id, server)
+        .await?
+        .ok_or_else(|| {
+            VsError::NotFound(format!(
+                "Server '{server}' is not registered to vault {}.",
+                vault.name
+            ))
+        })?;
     Ok(ok(json!({"server": server, "encryption": info})))
 }
 
-async fn read_pack(state: &VsState, vault: &Vault, id: &str, headers: &HeaderMap) -> Result<Response> {
+async fn read_pack(
+    state: &VsState,
+    vault: &Vault,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(parse_range)
         .transpose()?;
     let bytes = state.data.read_pack(vault.id, id, range).await?;
-    let status = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    let status = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
     let mut response = (status, bytes).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     Ok(response)
 }
 
@@ -220,16 +283,25 @@ fn parse_range(value: &str) -> Result<(u64, u64)> {
     Ok((start, end + 1))
 }
 
-async fn protect(state: &VsState, vault: &Vault, machine: &Machine, body: &[u8], now: i64) -> Result<Response> {
+async fn protect(
+    state: &VsState,
+    vault: &Vault,
+    machine: &Machine,
+    body: &[u8],
+    now: i64,
+) -> Result<Response> {
     #[derive(Deserialize)]
     struct Protect {
         path: String,
     }
     let request: Protect = parse_json(body)?;
     if request.path.is_empty() || request.path.len() > 4096 {
-        return Err(VsError::BadRequest("path must be 1-4096 characters.".into()));
+        return Err(VsError::BadRequest(
+            "path must be 1-4096 characters.".into(),
+        ));
     }
-    let digest = blake3::hash(format!("{}\0{}", machine.container, request.path).as_bytes()).to_hex();
+    let digest =
+        blake3::hash(format!("{}\0{}", machine.container, request.path).as_bytes()).to_hex();
     let guid = format!(
         "{}-{}-{}-{}-{}",
         &digest[..8],
@@ -240,11 +312,20 @@ async fn protect(state: &VsState, vault: &Vault, machine: &Machine, body: &[u8],
     )
     .to_uppercase();
     let name = format!("{guid};{}", request.path);
-    state.backup.protect_item(vault, &machine.container, &name, &request.path, now).await?;
+    state
+        .backup
+        .protect_item(vault, &machine.container, &name, &request.path, now)
+        .await?;
     Ok(ok(json!({"item": name})))
 }
 
-async fn commit(state: &VsState, vault: &Vault, machine: &Machine, body: &[u8], now: i64) -> Result<Response> {
+async fn commit(
+    state: &VsState,
+    vault: &Vault,
+    machine: &Machine,
+    body: &[u8],
+    now: i64,
+) -> Result<Response> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Commit {
@@ -260,7 +341,16 @@ async fn commit(state: &VsState, vault: &Vault, machine: &Machine, body: &[u8], 
     let name = format!("{now}{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000);
     state
         .data
-        .commit(vault, &machine.container, &request.item, &name, Bytes::from(manifest), &request.chunks, now, request.retain_until)
+        .commit(
+            vault,
+            &machine.container,
+            &request.item,
+            &name,
+            Bytes::from(manifest),
+            &request.chunks,
+            now,
+            request.retain_until,
+        )
         .await?;
     Ok(ok(json!({"name": name})))
 }

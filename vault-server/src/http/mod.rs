@@ -121,7 +121,9 @@ async fn handle(
             uri.query().unwrap_or_default(),
         ));
     }
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if path.starts_with("/backup/v1/") {
         let caller = state
             .arm_verifier
@@ -131,7 +133,10 @@ async fn handle(
         return Ok(data_plane::handle(state, caller, method, path, headers, body).await?);
     }
     if body.len() > MAX_ARM_BODY {
-        return Err(VsError::BadRequest(format!("Request bodies are limited to {MAX_ARM_BODY} bytes.")).into());
+        return Err(VsError::BadRequest(format!(
+            "Request bodies are limited to {MAX_ARM_BODY} bytes."
+        ))
+        .into());
     }
     let query: BTreeMap<String, String> =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();

@@ -1,0 +1,211 @@
+//! Talking to Entra (client-assertion sign-in with a certificate) and to vault-server's
+//! `/backup/v1` data plane. Tokens are cached until a minute before they expire.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::credentials::{pem_to_der, thumbprint};
+use crate::error::{AgentError, Result};
+
+/// A certificate identity in Entra: the vault's registration app or the machine's own.
+#[derive(Clone)]
+pub struct CertIdentity {
+    pub authority: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub certificate_pem: String,
+    pub key_pem: String,
+}
+
+impl CertIdentity {
+    fn assertion(&self, token_url: &str) -> Result<String> {
+        let der = pem_to_der(&self.certificate_pem)?;
+        let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+        let mut header = Header::new(Algorithm::RS256);
+        header.x5t = Some(URL_SAFE_NO_PAD.encode(sha1.as_ref()));
+        let now = chrono::Utc::now().timestamp();
+        let claims = json!({
+            "aud": token_url, "iss": self.client_id, "sub": self.client_id,
+            "iat": now, "nbf": now - 60, "exp": now + 600, "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        let key = EncodingKey::from_rsa_pem(self.key_pem.as_bytes()).map_err(|e| {
+            AgentError::Credentials(format!("the certificate key cannot sign: {e}"))
+        })?;
+        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| {
+            AgentError::Credentials(format!("signing the client assertion failed: {e}"))
+        })
+    }
+
+    pub fn thumbprint(&self) -> Result<String> {
+        Ok(thumbprint(&pem_to_der(&self.certificate_pem)?))
+    }
+}
+
+pub struct Service {
+    http: reqwest::Client,
+    base: String,
+    identity: CertIdentity,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+pub fn http_client(
+    ca_file: Option<&std::path::Path>,
+    proxy: Option<&str>,
+) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| AgentError::io(path, e))?;
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            AgentError::Usage(format!("{} is not a PEM certificate: {e}", path.display()))
+        })?;
+        builder = builder.tls_certs_only([ca]);
+    }
+    if let Some(proxy) = proxy {
+        let proxy = reqwest::Proxy::all(proxy)
+            .map_err(|e| AgentError::Usage(format!("proxy '{proxy}': {e}")))?;
+        builder = builder.proxy(proxy);
+    }
+    builder
+        .build()
+        .map_err(|e| AgentError::Network(e.to_string()))
+}
+
+fn network(e: reqwest::Error) -> AgentError {
+    AgentError::Network(e.to_string())
+}
+
+impl Service {
+    pub fn new(http: reqwest::Client, base: &str, identity: CertIdentity) -> Self {
+        Service {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            identity,
+            token: Mutex::new(None),
+        }
+    }
+
+    async fn token(&self) -> Result<String> {
+        let mut cached = self.token.lock().await;
+        if let Some((token, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.identity.authority, self.identity.tenant_id
+        );
+        let assertion = self.identity.assertion(&url)?;
+        let response = self
+            .http
+            .post(&url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.identity.client_id.as_str()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", assertion.as_str()),
+                ("scope", "https://management.azure.com/.default"),
+            ])
+            .send()
+            .await
+            .map_err(network)?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(network)?;
+        let Some(token) = body["access_token"].as_str() else {
+            let description = body["error_description"]
+                .as_str()
+                .unwrap_or("no description");
+            return Err(if description.contains("expired") {
+                AgentError::Credentials(format!(
+                    "the vault credentials expired; download new ones from the vault ({status}: {description})"
+                ))
+            } else {
+                AgentError::Service(format!(
+                    "Entra refused the sign-in ({status}): {description}"
+                ))
+            });
+        };
+        let lifetime = body["expires_in"]
+            .as_u64()
+            .unwrap_or(3600)
+            .saturating_sub(60);
+        *cached = Some((
+            token.to_string(),
+            Instant::now() + Duration::from_secs(lifetime),
+        ));
+        Ok(token.to_string())
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let token = self.token().await?;
+        let response = request.bearer_auth(token).send().await.map_err(network)?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or(&text)
+            .to_string();
+        let code = body["error"]["code"].as_str().unwrap_or_default();
+        Err(match code {
+            "InvalidCertificate" => AgentError::Credentials(message),
+            _ if status == reqwest::StatusCode::NOT_FOUND => AgentError::NotFound(message),
+            _ => AgentError::Service(format!("vault-server refused ({status}): {message}")),
+        })
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
+        let response = self
+            .send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await?;
+        response.json().await.map_err(network)
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let response = self
+            .send(self.http.get(format!("{}{path}", self.base)))
+            .await?;
+        response.json().await.map_err(network)
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<()> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get_bytes(&self, path: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some((start, end)) = range {
+            request = request.header("Range", format!("bytes={start}-{}", end - 1));
+        }
+        self.send(request).await?.bytes().await.map_err(network)
+    }
+
+    pub async fn put_bytes(&self, path: &str, body: Bytes) -> Result<()> {
+        self.send(self.http.put(format!("{}{path}", self.base)).body(body))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! The agent's one error type; each variant maps to an exit code (see `main.rs`).
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Bad input from the user: fix the command line or the files named.
+    #[error("{0}")]
+    Usage(String),
+    #[error("the passphrase is wrong: it does not unlock this server's backups")]
+    WrongPassphrase,
+    #[error("the agent is not registered; run `mars-agent register` first")]
+    NotRegistered,
+    #[error("{0}")]
+    Credentials(String),
+    /// The vault does not have what was asked for.
+    #[error("{0}")]
+    NotFound(String),
+    /// The vault or Entra refused, with its message.
+    #[error("{0}")]
+    Service(String),
+    #[error("cannot reach the service: {0}")]
+    Network(String),
+    #[error("{0}")]
+    Crypto(String),
+    #[error("backup data failed verification: {0}")]
+    Integrity(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        AgentError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AgentError::Usage(_) | AgentError::Credentials(_) | AgentError::NotRegistered => 2,
+            AgentError::WrongPassphrase => 4,
+            AgentError::Network(_) | AgentError::Service(_) | AgentError::NotFound(_) => 5,
+            AgentError::Integrity(_) | AgentError::Crypto(_) => 6,
+            AgentError::Io { .. } => 7,
+        }
+    }
+}
+
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;

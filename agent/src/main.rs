@@ -1,0 +1,449 @@
+//! `mars-agent`: install, register, back up and restore against an azsim vault.
+//!
+//! Exit codes: 0 success; 1 completed with warnings (some files not backed up); 2 bad
+//! usage or credentials; 4 wrong passphrase; 5 the service refused or could not be
+//! reached; 6 backup data failed verification; 7 a local file could not be read or written.
+
+use std::path::PathBuf;
+
+use agent::agent::{self as registered, Agent};
+use agent::config::{AgentConfig, Home, create_private_dir};
+use agent::error::{AgentError, Result};
+use agent::restore::OnConflict;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "mars-agent",
+    version,
+    about = "Backup agent for azsim Recovery Services vaults (modelled on the MARS agent)"
+)]
+struct Cli {
+    /// The agent's state directory.
+    #[arg(long, global = true, env = "MARS_AGENT_HOME")]
+    home: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the agent configuration.
+    Install {
+        /// Cache directory (the unchanged-file index lives here).
+        #[arg(long)]
+        cache_dir: PathBuf,
+        /// HTTP(S) proxy for every connection.
+        #[arg(long)]
+        proxy: Option<String>,
+        /// CA certificate to trust (azsim's development CA).
+        #[arg(long, env = "MARS_AGENT_CA_FILE")]
+        ca_file: Option<PathBuf>,
+    },
+    /// Register this machine with a vault, using a vault credentials file.
+    Register {
+        #[arg(long)]
+        vault_credentials: PathBuf,
+        /// File holding the passphrase (at least 16 ASCII characters).
+        #[arg(
+            long,
+            conflicts_with = "generate_passphrase",
+            required_unless_present = "generate_passphrase"
+        )]
+        passphrase_file: Option<PathBuf>,
+        /// Generate a passphrase and write it to this file (keep it safe).
+        #[arg(long)]
+        generate_passphrase: Option<PathBuf>,
+        /// Name of this server in the vault (default: the host name).
+        #[arg(long)]
+        server_name: Option<String>,
+    },
+    /// Back up now.
+    Backup {
+        #[arg(long, required = true, num_args = 1..)]
+        include: Vec<PathBuf>,
+        /// Glob patterns to leave out (matched on names and relative paths).
+        #[arg(long, num_args = 1..)]
+        exclude: Vec<String>,
+        /// Keep the recovery point until this date (YYYY-MM-DD).
+        #[arg(long)]
+        retain_until: Option<String>,
+    },
+    /// List recovery points.
+    RecoveryPoints {
+        /// Another server of the vault.
+        #[arg(long)]
+        from_server: Option<String>,
+    },
+    /// List the entries of a recovery point.
+    Ls {
+        recovery_point: String,
+        path: Option<String>,
+        #[arg(long, requires = "passphrase_file")]
+        from_server: Option<String>,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Restore from a recovery point.
+    Restore {
+        recovery_point: String,
+        /// Paths inside the recovery point (default: everything).
+        paths: Vec<String>,
+        #[arg(
+            long,
+            conflicts_with = "original",
+            required_unless_present = "original"
+        )]
+        target: Option<PathBuf>,
+        /// Restore to the original location.
+        #[arg(long)]
+        original: bool,
+        #[arg(long, value_enum, default_value = "copy")]
+        on_conflict: OnConflict,
+        /// Restore another server's backup (needs that server's passphrase).
+        #[arg(long, requires = "passphrase_file")]
+        from_server: Option<String>,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Backup and restore jobs of this server.
+    Jobs,
+    /// Registration status.
+    Status,
+    /// Unregister this server from its vault (its backups go with it).
+    Unregister,
+}
+
+fn home(cli: &Cli) -> Home {
+    let dir = cli.home.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".mars-agent")
+    });
+    Home::new(dir)
+}
+
+fn read_passphrase(path: &PathBuf) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| AgentError::io(path, e))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn print(json_output: bool, value: &Value, human: &str) {
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        println!("{human}");
+    }
+}
+
+fn parse_date(text: &str) -> Result<i64> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| {
+            d.and_hms_opt(23, 59, 59)
+                .expect("valid time")
+                .and_utc()
+                .timestamp()
+        })
+        .map_err(|_| {
+            AgentError::Usage(format!(
+                "--retain-until '{text}' must be a date like 2027-12-31"
+            ))
+        })
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    let home = home(&cli);
+    let json_output = cli.json;
+    match cli.command {
+        Command::Install {
+            cache_dir,
+            proxy,
+            ca_file,
+        } => {
+            create_private_dir(&cache_dir)?;
+            let cache_dir =
+                std::fs::canonicalize(&cache_dir).map_err(|e| AgentError::io(&cache_dir, e))?;
+            let registration = home.load().ok().and_then(|c| c.registration);
+            let config = AgentConfig {
+                cache_dir: cache_dir.clone(),
+                proxy,
+                ca_file,
+                registration,
+            };
+            home.save(&config)?;
+            print(
+                json_output,
+                &json!({"home": home.dir, "cacheDir": cache_dir}),
+                &format!(
+                    "installed: state in {}, cache in {}",
+                    home.dir.display(),
+                    cache_dir.display()
+                ),
+            );
+        }
+        Command::Register {
+            vault_credentials,
+            passphrase_file,
+            generate_passphrase,
+            server_name,
+        } => {
+            let passphrase = match (&passphrase_file, &generate_passphrase) {
+                (Some(file), _) => read_passphrase(file)?,
+                (None, Some(out)) => {
+                    let mut raw = [0u8; 24];
+                    aws_lc_rs::rand::fill(&mut raw)
+                        .map_err(|_| AgentError::Crypto("no randomness".into()))?;
+                    let phrase: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                    agent::config::write_atomic(out, phrase.as_bytes())?;
+                    phrase
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let name = server_name.unwrap_or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "localhost".into())
+            });
+            let registration =
+                registered::register(&home, &vault_credentials, &passphrase, &name).await?;
+            print(
+                json_output,
+                &json!({"serverName": registration.server_name, "vault": registration.vault, "resourceGroup": registration.resource_group, "clientId": registration.client_id}),
+                &format!(
+                    "registered {} to vault {} (resource group {})",
+                    registration.server_name, registration.vault, registration.resource_group
+                ),
+            );
+        }
+        Command::Backup {
+            include,
+            exclude,
+            retain_until,
+        } => {
+            let agent = Agent::open(&home)?;
+            let excludes = exclude
+                .iter()
+                .map(|p| {
+                    glob::Pattern::new(p)
+                        .map_err(|e| AgentError::Usage(format!("--exclude '{p}': {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let retain = retain_until.as_deref().map(parse_date).transpose()?;
+            let mut reports = Vec::new();
+            let mut warned = false;
+            for path in include {
+                let report =
+                    agent::backup::run(agent.clone(), &path, excludes.clone(), retain).await?;
+                warned |= !report.warnings.is_empty();
+                if !json_output {
+                    println!(
+                        "{}: {} -> recovery point {} ({} files, {} read, {} bytes uploaded in {} packs, {:.2} s)",
+                        report.path,
+                        report.status,
+                        report.recovery_point,
+                        report.files,
+                        report.files_read,
+                        report.bytes_uploaded,
+                        report.packs_uploaded,
+                        report.seconds
+                    );
+                    for warning in &report.warnings {
+                        eprintln!("warning: {warning}");
+                    }
+                }
+                reports.push(serde_json::to_value(&report).unwrap_or_default());
+            }
+            if json_output {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&reports).unwrap_or_default()
+                );
+            }
+            return Ok(if warned { 1 } else { 0 });
+        }
+        Command::RecoveryPoints { from_server } => {
+            let agent = Agent::open(&home)?;
+            let server = from_server.unwrap_or_else(|| agent.registration.server_name.clone());
+            let points = agent.recovery_points(&server).await?;
+            let human = points
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}  {}  {}",
+                        p["name"].as_str().unwrap_or(""),
+                        p["created"],
+                        p["path"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(json_output, &Value::Array(points), &human);
+        }
+        Command::Ls {
+            recovery_point,
+            path,
+            from_server,
+            passphrase_file,
+        } => {
+            let agent = Agent::open(&home)?;
+            let (server, sealer) = source(&agent, from_server, passphrase_file).await?;
+            let manifest = agent.manifest(&server, &recovery_point, &sealer).await?;
+            let prefix = path.unwrap_or_default().trim_matches('/').to_string();
+            let entries: Vec<Value> = manifest
+                .entries
+                .iter()
+                .filter(|e| prefix.is_empty() || e.path == prefix || e.path.starts_with(&format!("{prefix}/")))
+                .map(|e| json!({"path": e.path, "kind": e.kind, "size": e.size, "mode": format!("{:o}", e.mode), "mtime": e.mtime}))
+                .collect();
+            let human = entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{:>8} {:>12} {}",
+                        e["kind"].as_str().unwrap_or(""),
+                        e["size"],
+                        e["path"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(json_output, &Value::Array(entries), &human);
+        }
+        Command::Restore {
+            recovery_point,
+            paths,
+            target,
+            original,
+            on_conflict,
+            from_server,
+            passphrase_file,
+        } => {
+            let agent = Agent::open(&home)?;
+            let (server, sealer) = source(&agent, from_server, passphrase_file).await?;
+            // The passphrase is checked (the key unwrapped) before anything is written.
+            let manifest = agent.manifest(&server, &recovery_point, &sealer).await?;
+            let target = match (target, original) {
+                (Some(target), _) => target,
+                (None, true) => PathBuf::from(&manifest.root),
+                (None, false) => unreachable!("clap requires one"),
+            };
+            let report = agent::restore::run(
+                agent.clone(),
+                sealer,
+                manifest,
+                &recovery_point,
+                &paths,
+                &target,
+                on_conflict,
+            )
+            .await?;
+            print(
+                json_output,
+                &serde_json::to_value(&report).unwrap_or_default(),
+                &format!(
+                    "restored {} files, {} directories, {} links ({} bytes, {} skipped) to {} in {:.2} s",
+                    report.files,
+                    report.directories,
+                    report.symlinks,
+                    report.bytes,
+                    report.skipped,
+                    report.target,
+                    report.seconds
+                ),
+            );
+        }
+        Command::Jobs => {
+            let agent = Agent::open(&home)?;
+            let jobs: Value = agent.service.get("/backup/v1/jobs").await?;
+            let list = jobs["value"].as_array().cloned().unwrap_or_default();
+            let human = list
+                .iter()
+                .map(|j| {
+                    format!(
+                        "{}  {:<8} {:<22} {}",
+                        j["id"].as_str().unwrap_or(""),
+                        j["operation"].as_str().unwrap_or(""),
+                        j["status"].as_str().unwrap_or(""),
+                        j["entity"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            print(json_output, &Value::Array(list), &human);
+        }
+        Command::Status => {
+            let config = home.load()?;
+            let value = json!({
+                "home": home.dir,
+                "cacheDir": config.cache_dir,
+                "registered": config.registration.is_some(),
+                "serverName": config.registration.as_ref().map(|r| r.server_name.clone()),
+                "vault": config.registration.as_ref().map(|r| r.vault.clone()),
+                "resourceGroup": config.registration.as_ref().map(|r| r.resource_group.clone()),
+                "serviceUrl": config.registration.as_ref().map(|r| r.service_url.clone()),
+            });
+            let human = match &config.registration {
+                Some(r) => format!(
+                    "registered: {} in vault {} (resource group {}), service {}",
+                    r.server_name, r.vault, r.resource_group, r.service_url
+                ),
+                None => "installed, not registered".to_string(),
+            };
+            print(json_output, &value, &human);
+        }
+        Command::Unregister => {
+            let agent = Agent::open(&home)?;
+            agent.service.delete("/backup/v1/register").await?;
+            let mut config = home.load()?;
+            config.registration = None;
+            home.save(&config)?;
+            home.forget_secrets()?;
+            print(
+                json_output,
+                &json!({"unregistered": agent.registration.server_name}),
+                &format!("unregistered {}", agent.registration.server_name),
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Which server's backups, and the sealer that opens them.
+async fn source(
+    agent: &Agent,
+    from_server: Option<String>,
+    passphrase_file: Option<PathBuf>,
+) -> Result<(String, agent::sealing::Sealer)> {
+    match from_server {
+        None => Ok((agent.registration.server_name.clone(), agent.sealer.clone())),
+        Some(server) => {
+            let file = passphrase_file
+                .ok_or_else(|| AgentError::Usage("--from-server needs --passphrase-file".into()))?;
+            let passphrase = read_passphrase(&file)?;
+            let sealer = agent.sealer_for(&server, &passphrase).await?;
+            Ok((server, sealer))
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let code = match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            error.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

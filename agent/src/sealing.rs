@@ -1,0 +1,205 @@
+//! Chunks and packs. A chunk's id is the keyed BLAKE3 of its plaintext; its blob is
+//! `[format][nonce][AES-256-GCM(zstd or raw)]` with the id as associated data, so a blob
+//! cannot be swapped for another. A pack is blobs back to back, then a JSON index of
+//! `{id, offset, length}`, then the index length (u32 LE); its id is the BLAKE3 of it all.
+
+use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AgentError, Result};
+use crate::keys::MasterKey;
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+const NONCE_LEN: usize = 12;
+const ZSTD_LEVEL: i32 = 3;
+
+#[derive(Clone)]
+pub struct Sealer {
+    id_key: [u8; 32],
+    cipher: Aes256Gcm,
+}
+
+impl Sealer {
+    pub fn new(master: &MasterKey) -> Self {
+        Sealer {
+            id_key: master.chunk_id_key(),
+            cipher: Aes256Gcm::new_from_slice(&master.data_key()).expect("32-byte key"),
+        }
+    }
+
+    pub fn chunk_id(&self, data: &[u8]) -> String {
+        blake3::keyed_hash(&self.id_key, data).to_hex().to_string()
+    }
+
+    /// Compresses (unless the data does not shrink) and encrypts a chunk.
+    pub fn seal(&self, id: &str, data: &[u8]) -> Vec<u8> {
+        let compressed = worth_compressing(data)
+            .then(|| zstd::bulk::compress(data, ZSTD_LEVEL).ok())
+            .flatten()
+            .filter(|c| c.len() < data.len() - data.len() / 32);
+        let (format, body) = match &compressed {
+            Some(c) => (ZSTD, c.as_slice()),
+            None => (RAW, data),
+        };
+        self.encrypt(format, body, id.as_bytes())
+    }
+
+    fn encrypt(&self, format: u8, body: &[u8], aad: &[u8]) -> Vec<u8> {
+        let nonce = Nonce::generate();
+        let ciphertext = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: body, aad })
+            .expect("AES-GCM on an in-memory buffer");
+        let mut blob = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+        blob.push(format);
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&ciphertext);
+        blob
+    }
+
+    fn decrypt(&self, blob: &[u8], aad: &[u8], max: usize) -> Result<Vec<u8>> {
+        if blob.len() < 1 + NONCE_LEN + 16 {
+            return Err(AgentError::Integrity("a blob is truncated".into()));
+        }
+        let nonce = Nonce::try_from(&blob[1..1 + NONCE_LEN]).expect("12 bytes");
+        let body = self
+            .cipher
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &blob[1 + NONCE_LEN..],
+                    aad,
+                },
+            )
+            .map_err(|_| {
+                AgentError::Integrity(
+                    "a blob failed authentication (damaged, or another key)".into(),
+                )
+            })?;
+        match blob[0] {
+            RAW => Ok(body),
+            ZSTD => zstd::bulk::decompress(&body, max)
+                .map_err(|e| AgentError::Integrity(format!("a blob does not decompress: {e}"))),
+            other => Err(AgentError::Integrity(format!(
+                "unknown blob format {other}"
+            ))),
+        }
+    }
+
+    /// Decrypts and checks a chunk against its id.
+    pub fn open(&self, id: &str, blob: &[u8]) -> Result<Vec<u8>> {
+        let data = self.decrypt(blob, id.as_bytes(), MAX_CHUNK)?;
+        if self.chunk_id(&data) != id {
+            return Err(AgentError::Integrity(format!(
+                "chunk {id} does not match its content"
+            )));
+        }
+        Ok(data)
+    }
+
+    /// Seals a document (the manifest) under a purpose label.
+    pub fn seal_document(&self, purpose: &str, data: &[u8]) -> Vec<u8> {
+        let compressed = zstd::bulk::compress(data, ZSTD_LEVEL).unwrap_or_else(|_| data.to_vec());
+        self.encrypt(ZSTD, &compressed, purpose.as_bytes())
+    }
+
+    pub fn open_document(&self, purpose: &str, blob: &[u8]) -> Result<Vec<u8>> {
+        self.decrypt(blob, purpose.as_bytes(), 1 << 30)
+    }
+}
+
+/// Largest chunk the chunker makes (FastCDC maximum).
+pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
+
+/// Incompressible data (random, already compressed) is detected on a sample, so it costs
+/// a fraction of a full compression attempt.
+fn worth_compressing(data: &[u8]) -> bool {
+    if data.len() < 512 {
+        return false;
+    }
+    let sample = &data[..data.len().min(16 * 1024)];
+    match zstd::bulk::compress(sample, 1) {
+        Ok(c) => c.len() < sample.len() * 15 / 16,
+        Err(_) => false,
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct PackEntry {
+    pub id: String,
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// Collects sealed chunks into one pack.
+#[derive(Default)]
+pub struct PackBuilder {
+    data: Vec<u8>,
+    index: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    pub fn add(&mut self, id: String, blob: &[u8]) {
+        self.index.push(PackEntry {
+            id,
+            offset: self.data.len() as u64,
+            length: blob.len() as u64,
+        });
+        self.data.extend_from_slice(blob);
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The pack's id and bytes.
+    pub fn finish(self) -> (String, Vec<u8>) {
+        let mut bytes = self.data;
+        let index = serde_json::to_vec(&self.index).expect("an index serialises");
+        bytes.extend_from_slice(&index);
+        bytes.extend_from_slice(&(index.len() as u32).to_le_bytes());
+        (blake3::hash(&bytes).to_hex().to_string(), bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_round_trip_and_tampering_is_caught() {
+        let sealer = Sealer::new(&MasterKey::generate());
+        let text = b"hello hello hello hello ".repeat(100);
+        let id = sealer.chunk_id(&text);
+        let blob = sealer.seal(&id, &text);
+        assert!(blob.len() < text.len(), "text compresses");
+        assert_eq!(sealer.open(&id, &blob).unwrap(), text);
+        let mut bad = blob.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(sealer.open(&id, &bad).is_err());
+        let other = sealer.chunk_id(b"other");
+        assert!(
+            sealer.open(&other, &blob).is_err(),
+            "a blob is bound to its id"
+        );
+        let other_key = Sealer::new(&MasterKey::generate());
+        assert!(other_key.open(&id, &blob).is_err());
+    }
+
+    #[test]
+    fn random_data_is_stored_raw() {
+        let mut random = vec![0u8; 64 * 1024];
+        aws_lc_rs::rand::fill(&mut random).unwrap();
+        let sealer = Sealer::new(&MasterKey::generate());
+        let id = sealer.chunk_id(&random);
+        let blob = sealer.seal(&id, &random);
+        assert_eq!(blob[0], RAW);
+        assert_eq!(sealer.open(&id, &blob).unwrap(), random);
+    }
+}

@@ -1,0 +1,110 @@
+//! Walking a protected path: every directory (empty ones too), regular file and symlink,
+//! with the metadata the manifest and the unchanged-file index need. What cannot be backed
+//! up (unreadable entries, sockets, devices, FIFOs) is reported, never silently skipped.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::manifest::Kind;
+
+pub struct Walked {
+    /// Relative to the root, `/`-separated (`""` for the root).
+    pub rel: String,
+    pub abs: PathBuf,
+    pub kind: Kind,
+    pub meta: std::fs::Metadata,
+}
+
+/// Entries under `root` in path order (parents before children), and the warnings.
+pub fn walk(root: &Path, excludes: &[glob::Pattern]) -> (Vec<Walked>, Vec<String>) {
+    let mut entries = Vec::new();
+    let mut warnings = Vec::new();
+    visit(root, String::new(), excludes, &mut entries, &mut warnings);
+    (entries, warnings)
+}
+
+fn excluded(rel: &str, excludes: &[glob::Pattern]) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    excludes.iter().any(|p| p.matches(rel) || p.matches(name))
+}
+
+fn visit(
+    abs: &Path,
+    rel: String,
+    excludes: &[glob::Pattern],
+    out: &mut Vec<Walked>,
+    warnings: &mut Vec<String>,
+) {
+    let meta = match std::fs::symlink_metadata(abs) {
+        Ok(meta) => meta,
+        Err(e) => {
+            warnings.push(format!("{}: cannot read metadata: {e}", abs.display()));
+            return;
+        }
+    };
+    let kind = meta.file_type();
+    let kind = if kind.is_symlink() {
+        Kind::Symlink
+    } else if kind.is_dir() {
+        Kind::Dir
+    } else if kind.is_file() {
+        Kind::File
+    } else {
+        let what = if kind.is_socket() {
+            "a socket"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_block_device() || kind.is_char_device() {
+            "a device"
+        } else {
+            "an unsupported file type"
+        };
+        warnings.push(format!("{}: not backed up: {what}", abs.display()));
+        return;
+    };
+    let is_dir = kind == Kind::Dir;
+    out.push(Walked {
+        rel: rel.clone(),
+        abs: abs.to_path_buf(),
+        kind,
+        meta,
+    });
+    if !is_dir {
+        return;
+    }
+    let children = match std::fs::read_dir(abs) {
+        Ok(children) => children,
+        Err(e) => {
+            warnings.push(format!("{}: cannot list directory: {e}", abs.display()));
+            return;
+        }
+    };
+    let mut names: Vec<_> = children
+        .filter_map(|c| c.ok())
+        .map(|c| c.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let Some(text) = name.to_str() else {
+            warnings.push(format!(
+                "{}: not backed up: the name is not UTF-8",
+                abs.join(&name).display()
+            ));
+            continue;
+        };
+        let child_rel = if rel.is_empty() {
+            text.to_string()
+        } else {
+            format!("{rel}/{text}")
+        };
+        if excluded(&child_rel, excludes) {
+            continue;
+        }
+        visit(&abs.join(&name), child_rel, excludes, out, warnings);
+    }
+}
+
+/// Modification time of `meta` as (seconds, nanoseconds).
+pub fn mtime(meta: &std::fs::Metadata) -> (i64, u32) {
+    (meta.mtime(), meta.mtime_nsec() as u32)
+}

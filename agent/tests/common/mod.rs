@@ -1,0 +1,241 @@
+//! A whole azsim in-process (entra-sim, keyvault-sim, vault-server; in memory, port 0) and
+//! the real `mars-agent` binary pointed at it.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::{Value, json};
+use sim_core::cli::Runtime;
+use sim_core::db::Storage;
+use sim_core::tls::TlsMaterial;
+use sim_core::{SimClock, well_known};
+
+pub struct Stack {
+    pub entra: entra_sim::Running,
+    pub keyvault: keyvault_sim::Running,
+    pub vs: vault_server::Running,
+    pub http: reqwest::Client,
+    pub clock: SimClock,
+    pub arm: String,
+    pub entra_url: String,
+    pub dir: tempfile::TempDir,
+    pub ca_file: PathBuf,
+}
+
+pub async fn start() -> Stack {
+    start_on(Storage::Memory).await
+}
+
+pub async fn start_on(storage: Storage) -> Stack {
+    sim_core::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime {
+        storage,
+        tls: TlsMaterial::load_or_create(None, &[]).unwrap(),
+        clock: SimClock::in_memory(),
+    };
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let entra = entra_sim::start(&runtime, loopback, 0, 0).await.unwrap();
+    let entra_url = entra.https.url();
+    let keyvault = keyvault_sim::start(
+        &runtime,
+        loopback,
+        0,
+        0,
+        entra.sim.key_cache(),
+        entra_url.clone(),
+    )
+    .await
+    .unwrap();
+    let config = vault_server::Config {
+        authority: entra_url.clone(),
+        ca_pem: runtime.tls.ca_pem.clone(),
+        keyvault_management: Some(keyvault.management.url()),
+        keyvault_dns: None,
+    };
+    let vs = vault_server::start(&runtime, loopback, 0, entra.sim.key_cache(), config)
+        .await
+        .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &runtime.tls.ca_pem).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(runtime.tls.ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    Stack {
+        arm: vs.https.url(),
+        entra,
+        keyvault,
+        vs,
+        http,
+        clock: runtime.clock.clone(),
+        entra_url,
+        dir,
+        ca_file,
+    }
+}
+
+impl Stack {
+    pub async fn arm_token(&self) -> String {
+        let body: Value = self
+            .http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.entra_url,
+                well_known::TENANT_ID
+            ))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", well_known::ADMIN_CLIENT_ID),
+                ("client_secret", well_known::ADMIN_CLIENT_SECRET),
+                ("scope", "https://management.azure.com/.default"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub fn vault_url(&self, vault: &str) -> String {
+        format!(
+            "{}/subscriptions/{}/resourceGroups/rg1/providers/Microsoft.RecoveryServices/vaults/{vault}",
+            self.arm,
+            well_known::SUBSCRIPTION_ID
+        )
+    }
+
+    /// Creates resource group rg1 (once) and a vault.
+    pub async fn vault(&self, name: &str) {
+        let token = self.arm_token().await;
+        let group = format!(
+            "{}/subscriptions/{}/resourceGroups/rg1?api-version=2025-04-01",
+            self.arm,
+            well_known::SUBSCRIPTION_ID
+        );
+        self.http
+            .put(group)
+            .bearer_auth(&token)
+            .json(&json!({"location": "westeurope"}))
+            .send()
+            .await
+            .unwrap();
+        let response = self
+            .http
+            .put(format!("{}?api-version=2026-11-01", self.vault_url(name)))
+            .bearer_auth(&token)
+            .json(&json!({"location": "westeurope", "sku": {"name": "RS0", "tier": "Standard"}, "properties": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// Downloads fresh vault credentials into the test directory.
+    pub async fn credentials(&self, vault: &str, file: &str) -> PathBuf {
+        let token = self.arm_token().await;
+        let response = self
+            .http
+            .post(format!(
+                "{}/azsimVaultCredentials?api-version=2026-11-01",
+                self.vault_url(vault)
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, response.text().await.unwrap()).unwrap();
+        path
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A machine: an agent home installed with this stack's CA.
+    pub async fn machine(&self, name: &str) -> Machine {
+        let home = self.dir.path().join(format!("home-{name}"));
+        let cache = self.dir.path().join(format!("cache-{name}"));
+        let machine = Machine {
+            home,
+            name: name.to_string(),
+        };
+        let out = machine
+            .run(&[
+                "install",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--ca-file",
+                self.ca_file.to_str().unwrap(),
+            ])
+            .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        machine
+    }
+}
+
+pub struct Machine {
+    pub home: PathBuf,
+    pub name: String,
+}
+
+impl Machine {
+    /// Runs `mars-agent --home HOME ARGS` without blocking the servers' runtime.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let home = self.home.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_mars-agent"))
+                .arg("--home")
+                .arg(&home)
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all).await;
+        assert!(
+            out.status.success() || out.status.code() == Some(1),
+            "mars-agent {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    pub async fn register(&self, credentials: &Path, passphrase: &Path) -> Output {
+        self.run(&[
+            "register",
+            "--vault-credentials",
+            credentials.to_str().unwrap(),
+            "--passphrase-file",
+            passphrase.to_str().unwrap(),
+            "--server-name",
+            &self.name,
+        ])
+        .await
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
