@@ -79,6 +79,26 @@ pub fn http_client(
         .map_err(|e| AgentError::Network(e.to_string()))
 }
 
+/// Attempts per request before a network failure is reported.
+const RETRIES: u32 = 6;
+
+/// The vault's refusal as the error the user sees.
+async fn refusal(response: reqwest::Response) -> AgentError {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or(&text)
+        .to_string();
+    let code = body["error"]["code"].as_str().unwrap_or_default();
+    match code {
+        "InvalidCertificate" => AgentError::Credentials(message),
+        _ if status == reqwest::StatusCode::NOT_FOUND => AgentError::NotFound(message),
+        _ => AgentError::Service(format!("vault-server refused ({status}): {message}")),
+    }
+}
+
 fn network(e: reqwest::Error) -> AgentError {
     AgentError::Network(e.to_string())
 }
@@ -148,64 +168,77 @@ impl Service {
         Ok(token.to_string())
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let token = self.token().await?;
-        let response = request.bearer_auth(token).send().await.map_err(network)?;
-        if response.status().is_success() {
-            return Ok(response);
+    /// Sends the request `build` makes, retrying what is worth retrying (the connection
+    /// failed or the service was briefly unavailable) with a growing pause.
+    async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let mut pause = Duration::from_millis(250);
+        let mut attempt = 1;
+        loop {
+            let token = self.token().await?;
+            let outcome = build().bearer_auth(token).send().await;
+            let transient = match &outcome {
+                Err(e) => e.is_connect() || e.is_request() || e.is_timeout(),
+                Ok(r) => matches!(r.status().as_u16(), 502..=504),
+            };
+            if transient && attempt < RETRIES {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+                continue;
+            }
+            let response = outcome.map_err(network)?;
+            if response.status().is_success() {
+                return Ok(response);
+            }
+            return Err(refusal(response).await);
         }
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or(&text)
-            .to_string();
-        let code = body["error"]["code"].as_str().unwrap_or_default();
-        Err(match code {
-            "InvalidCertificate" => AgentError::Credentials(message),
-            _ if status == reqwest::StatusCode::NOT_FOUND => AgentError::NotFound(message),
-            _ => AgentError::Service(format!("vault-server refused ({status}): {message}")),
-        })
     }
 
     pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
         let response = self
-            .send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .send(|| self.http.post(format!("{}{path}", self.base)).json(body))
             .await?;
         response.json().await.map_err(network)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let response = self
-            .send(self.http.get(format!("{}{path}", self.base)))
+            .send(|| self.http.get(format!("{}{path}", self.base)))
             .await?;
         response.json().await.map_err(network)
     }
 
     pub async fn patch(&self, path: &str, body: &Value) -> Result<()> {
-        self.send(self.http.patch(format!("{}{path}", self.base)).json(body))
+        self.send(|| self.http.patch(format!("{}{path}", self.base)).json(body))
             .await?;
         Ok(())
     }
 
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.send(self.http.delete(format!("{}{path}", self.base)))
+        self.send(|| self.http.delete(format!("{}{path}", self.base)))
             .await?;
         Ok(())
     }
 
     pub async fn get_bytes(&self, path: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if let Some((start, end)) = range {
-            request = request.header("Range", format!("bytes={start}-{}", end - 1));
-        }
-        self.send(request).await?.bytes().await.map_err(network)
+        let url = format!("{}{path}", self.base);
+        let build = || {
+            let request = self.http.get(&url);
+            match range {
+                Some((start, end)) => request.header("Range", format!("bytes={start}-{}", end - 1)),
+                None => request,
+            }
+        };
+        self.send(build).await?.bytes().await.map_err(network)
     }
 
     pub async fn put_bytes(&self, path: &str, body: Bytes) -> Result<()> {
-        self.send(self.http.put(format!("{}{path}", self.base)).body(body))
-            .await?;
+        self.send(|| {
+            self.http
+                .put(format!("{}{path}", self.base))
+                .body(body.clone())
+        })
+        .await?;
         Ok(())
     }
 }

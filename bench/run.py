@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Backup benchmark: mars-agent (through a local vault-server over HTTPS) against restic
+on the shared data set (../shared/bench/make_bench_data.py), in the same run.
+
+Steps per tool: initial backup (B1), backup with no change (B2), `mutate`, backup (B3),
+full restore (verified with diff -r), stored size, peak RSS. Page cache warm for both
+tools (the data set is read once before the first step). Prints a table with the
+agent/restic ratios.
+
+Usage: bench/run.py [--work DIR] [--data DIR]
+  --work  scratch directory (default: a new temporary directory)
+  --data  an existing generated data set to reuse (default: generate one under --work)
+Needs: restic (apt-get install restic), /usr/bin/time, python3.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "bench", "make_bench_data.py")
+TENANT = "a2e0c0de-5e11-4a55-9a2e-000000000001"
+SUBSCRIPTION = "a2e0c0de-5e11-4a55-9a2e-000000000002"
+ADMIN_ID = "a2e0c0de-5e11-4a55-9a2e-00000000000a"
+ADMIN_SECRET = "azsim~DevAdminSecret.0000000000000000000000"
+PORTS = {"entra": 18941, "mi": 18942, "kv": 18943, "kvm": 18944, "arm": 18945}
+
+
+def sh(args, **kwargs):
+    return subprocess.run(args, check=True, **kwargs)
+
+
+def timed(args, env=None):
+    """Runs a command under /usr/bin/time -v: (seconds, peak RSS MiB)."""
+    start = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-v", *args], capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if result.returncode not in (0, 1):
+        sys.exit(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1)) / 1024
+    return seconds, rss
+
+
+def du(path):
+    return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def warm(path):
+    subprocess.run(["tar", "cf", "/dev/null", path], check=True)
+
+
+def curl_json(*args):
+    import json
+    out = subprocess.run(["curl", "-sf", *args], capture_output=True, text=True, check=True).stdout
+    return json.loads(out) if out.strip() else None
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work")
+    parser.add_argument("--data")
+    args = parser.parse_args()
+    work = args.work or tempfile.mkdtemp(prefix="azsim-bench-")
+    os.makedirs(work, exist_ok=True)
+    print(f"work directory: {work}")
+    sh(["cargo", "build", "--release", "--locked", "-p", "azsim", "-p", "agent"], cwd=ROOT)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    azsim_bin = os.path.join(target, "release", "azsim")
+    agent_bin = os.path.join(target, "release", "mars-agent")
+
+    data = args.data or os.path.join(work, "bench-data", "data")
+    if not args.data:
+        sh([sys.executable, SHARED, "generate", "--root", data])
+    sh([sys.executable, SHARED, "revert", "--root", data], stderr=subprocess.DEVNULL) if os.path.exists(
+        os.path.join(os.path.dirname(data), ".mutate-undo.json")) else None
+
+    # ---- azsim ----
+    state = os.path.join(work, "azsim")
+    shutil.rmtree(state, ignore_errors=True)
+    server = subprocess.Popen(
+        [azsim_bin, "up", "--data-dir", state, "--entra-port", str(PORTS["entra"]), "--mi-port", str(PORTS["mi"]),
+         "--keyvault-port", str(PORTS["kv"]), "--keyvault-mgmt-port", str(PORTS["kvm"]),
+         "--vault-server-port", str(PORTS["arm"])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    try:
+        ca = os.path.join(state, "tls", "ca.pem")
+        arm = f"https://localhost:{PORTS['arm']}"
+        for _ in range(200):
+            if subprocess.run(["curl", "-sf", "--cacert", ca, f"{arm}/health"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+        token = curl_json("--cacert", ca, f"https://localhost:{PORTS['entra']}/{TENANT}/oauth2/v2.0/token",
+                          "-d", "grant_type=client_credentials", "-d", f"client_id={ADMIN_ID}",
+                          "--data-urlencode", f"client_secret={ADMIN_SECRET}",
+                          "--data-urlencode", "scope=https://management.azure.com/.default")["access_token"]
+        base = f"{arm}/subscriptions/{SUBSCRIPTION}/resourceGroups/bench"
+        auth = ["--cacert", ca, "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json"]
+        curl_json(*auth, "-X", "PUT", f"{base}?api-version=2025-04-01", "-d", '{"location":"westeurope"}')
+        curl_json(*auth, "-X", "PUT", f"{base}/providers/Microsoft.RecoveryServices/vaults/bench?api-version=2026-11-01",
+                  "-d", '{"location":"westeurope","properties":{}}')
+        credentials = os.path.join(work, "bench.VaultCredentials")
+        sh([azsim_bin, "vault-credentials", "-g", "bench", "-v", "bench", "-o", credentials, "--data-dir", state,
+            "--entra-port", str(PORTS["entra"]), "--vault-server-port", str(PORTS["arm"])], stdout=subprocess.DEVNULL)
+        home = os.path.join(work, "agent-home")
+        shutil.rmtree(home, ignore_errors=True)
+        passphrase = os.path.join(work, "passphrase")
+        with open(passphrase, "w") as f:
+            f.write("benchmark passphrase 0123456789")
+        agent = [agent_bin, "--home", home]
+        sh([*agent, "install", "--cache-dir", os.path.join(work, "agent-cache"), "--ca-file", ca], stdout=subprocess.DEVNULL)
+        sh([*agent, "register", "--vault-credentials", credentials, "--passphrase-file", passphrase,
+            "--server-name", "bench"], stdout=subprocess.DEVNULL)
+        results = {"agent": {}, "restic": {}}
+        warm(data)
+        results["agent"]["B1"] = timed([*agent, "backup", "--include", data])
+        results["agent"]["B2"] = timed([*agent, "backup", "--include", data])
+        sh([sys.executable, SHARED, "mutate", "--root", data], stdout=subprocess.DEVNULL)
+        warm(data)
+        results["agent"]["B3"] = timed([*agent, "backup", "--include", data])
+        import json
+        points = json.loads(subprocess.run([*agent, "--json", "recovery-points"], capture_output=True, text=True, check=True).stdout)
+        out = os.path.join(work, "restore-agent")
+        shutil.rmtree(out, ignore_errors=True)
+        results["agent"]["restore"] = timed([*agent, "restore", points[0]["name"], "--target", out])
+        sh(["diff", "-r", data, out])
+        results["agent"]["size"] = du(os.path.join(state, "blobs")) + du(os.path.join(state, "vault-server.db"))
+        sh([sys.executable, SHARED, "revert", "--root", data], stdout=subprocess.DEVNULL)
+    finally:
+        server.terminate()
+        server.wait()
+
+    # ---- restic ----
+    repo = os.path.join(work, "restic-repo")
+    cache = os.path.join(work, "restic-cache")
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {**os.environ, "RESTIC_PASSWORD": "benchmark passphrase 0123456789"}
+    restic = ["restic", "-r", repo, "--cache-dir", cache, "-q"]
+    sh([*restic, "init"], env=env, stdout=subprocess.DEVNULL)
+    warm(data)
+    results["restic"]["B1"] = timed([*restic, "backup", data], env=env)
+    results["restic"]["B2"] = timed([*restic, "backup", data], env=env)
+    sh([sys.executable, SHARED, "mutate", "--root", data], stdout=subprocess.DEVNULL)
+    warm(data)
+    results["restic"]["B3"] = timed([*restic, "backup", data], env=env)
+    out = os.path.join(work, "restore-restic")
+    shutil.rmtree(out, ignore_errors=True)
+    results["restic"]["restore"] = timed([*restic, "restore", "latest", "--target", out], env=env)
+    sh(["diff", "-r", data, out + data])
+    results["restic"]["size"] = du(repo)
+    sh([sys.executable, SHARED, "revert", "--root", data], stdout=subprocess.DEVNULL)
+
+    # ---- table ----
+    print()
+    print("| step | mars-agent | restic | ratio | target |")
+    print("|---|---|---|---|---|")
+    targets = {"B1": 0.66, "B2": 0.25, "B3": 0.5, "restore": 0.6}
+    names = {"B1": "initial backup", "B2": "no-op backup", "B3": "backup after mutate", "restore": "full restore"}
+    for step in ("B1", "B2", "B3", "restore"):
+        (a, a_rss), (r, r_rss) = results["agent"][step], results["restic"][step]
+        print(f"| {names[step]} (s) | {a:.2f} | {r:.2f} | {a / r:.2f} | ≤ {targets[step]} |")
+    for step in ("B1", "restore"):
+        print(f"| peak RSS {names[step]} (MiB) | {results['agent'][step][1]:.0f} | {results['restic'][step][1]:.0f} | "
+              f"{results['agent'][step][1] / results['restic'][step][1]:.2f} | {'≤ 150 MiB' if step == 'restore' else ''} |")
+    a, r = results["agent"]["size"], results["restic"]["size"]
+    print(f"| stored size (MiB) | {a / 2**20:.0f} | {r / 2**20:.0f} | {a / r:.2f} | ≤ 1 |")
+
+
+if __name__ == "__main__":
+    main()
