@@ -29,6 +29,13 @@ use crate::sealing::{PackBuilder, Sealer};
 use crate::walk::{self, Walked};
 
 const PACK_TARGET: usize = 32 * 1024 * 1024;
+const MIN_CHUNK: usize = 256 * 1024;
+const AVG_CHUNK: usize = 1024 * 1024;
+const MAX_CHUNK: usize = 4 * 1024 * 1024;
+/// Files up to this size are read whole instead of streamed.
+const WHOLE_FILE: u64 = 16 * 1024 * 1024;
+/// Pack uploads in flight at once.
+const UPLOADS_IN_FLIGHT: usize = 2;
 const BATCH_BYTES: usize = 32 * 1024 * 1024;
 const BATCH_CHUNKS: usize = 2048;
 
@@ -192,7 +199,7 @@ pub async fn run(
 
 /// Walk, chunk, seal and upload; returns the manifest (without root), report and index.
 fn pipeline(
-    agent: &Agent,
+    agent: &Arc<Agent>,
     root: &Path,
     excludes: &[glob::Pattern],
     runtime: Handle,
@@ -337,26 +344,44 @@ struct Producer<'a> {
 
 impl Producer<'_> {
     fn file(&mut self, walked: &Walked) -> std::io::Result<Vec<String>> {
-        let file = std::fs::File::open(&walked.abs)?;
         let mut ids = Vec::new();
-        let chunker =
-            fastcdc::v2020::StreamCDC::new(file, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024);
+        if walked.meta.len() <= WHOLE_FILE {
+            // Small and medium files are read at once (no per-file stream buffer).
+            let data = std::fs::read(&walked.abs)?;
+            if data.len() <= MIN_CHUNK {
+                if !data.is_empty() {
+                    self.chunk(data, &mut ids);
+                }
+                return Ok(ids);
+            }
+            let cuts = fastcdc::v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+            for cut in cuts {
+                self.chunk(data[cut.offset..cut.offset + cut.length].to_vec(), &mut ids);
+            }
+            return Ok(ids);
+        }
+        let file = std::fs::File::open(&walked.abs)?;
+        let chunker = fastcdc::v2020::StreamCDC::new(file, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
         for chunk in chunker {
             let chunk = chunk.map_err(|e| match e {
                 fastcdc::v2020::Error::IoError(io) => io,
                 other => std::io::Error::other(other.to_string()),
             })?;
-            let id = self.agent.sealer.chunk_id(&chunk.data);
-            ids.push(id.clone());
-            if self.known.insert(id.clone()) {
-                self.batch_bytes += chunk.data.len();
-                self.batch.push((id, chunk.data));
-                if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_CHUNKS {
-                    self.flush();
-                }
-            }
+            self.chunk(chunk.data, &mut ids);
         }
         Ok(ids)
+    }
+
+    fn chunk(&mut self, data: Vec<u8>, ids: &mut Vec<String>) {
+        let id = self.agent.sealer.chunk_id(&data);
+        ids.push(id.clone());
+        if self.known.insert(id.clone()) {
+            self.batch_bytes += data.len();
+            self.batch.push((id, data));
+            if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_CHUNKS {
+                self.flush();
+            }
+        }
     }
 
     fn flush(&mut self) {
@@ -416,7 +441,7 @@ fn seal_worker(
 }
 
 fn upload_packs(
-    agent: &Agent,
+    agent: &Arc<Agent>,
     runtime: &Handle,
     rx: Receiver<(String, Vec<u8>)>,
     uploaded: &Mutex<(u64, u64, u64)>,
@@ -424,34 +449,59 @@ fn upload_packs(
 ) {
     let mut pack = PackBuilder::default();
     let mut chunks = 0u64;
-    let send = |pack: PackBuilder, chunks: u64| -> Result<()> {
-        let (id, bytes) = pack.finish();
-        let size = bytes.len() as u64;
-        runtime.block_on(
+    let mut in_flight = std::collections::VecDeque::new();
+    let settle =
+        |handle: tokio::task::JoinHandle<Result<(u64, u64)>>| match runtime.block_on(handle) {
+            Ok(Ok((chunks, size))) => {
+                let mut totals = uploaded.lock().unwrap_or_else(|p| p.into_inner());
+                totals.0 += chunks;
+                totals.1 += size;
+                totals.2 += 1;
+                true
+            }
+            Ok(Err(e)) => {
+                fail(failure, e);
+                false
+            }
+            Err(e) => {
+                fail(
+                    failure,
+                    AgentError::Service(format!("an upload stopped: {e}")),
+                );
+                false
+            }
+        };
+    let start = |pack: PackBuilder, chunks: u64| {
+        let agent = agent.clone();
+        runtime.spawn(async move {
+            let (id, bytes) = pack.finish();
+            let size = bytes.len() as u64;
             agent
                 .service
-                .put_bytes(&format!("/backup/v1/packs/{id}"), Bytes::from(bytes)),
-        )?;
-        let mut totals = uploaded.lock().unwrap_or_else(|p| p.into_inner());
-        totals.0 += chunks;
-        totals.1 += size;
-        totals.2 += 1;
-        Ok(())
+                .put_bytes(&format!("/backup/v1/packs/{id}"), Bytes::from(bytes))
+                .await?;
+            Ok((chunks, size))
+        })
     };
     for (id, blob) in rx {
         pack.add(id, &blob);
         chunks += 1;
         if pack.len() >= PACK_TARGET {
-            if let Err(e) = send(std::mem::take(&mut pack), chunks) {
-                fail(failure, e);
-                return;
-            }
+            in_flight.push_back(start(std::mem::take(&mut pack), chunks));
             chunks = 0;
+            while in_flight.len() >= UPLOADS_IN_FLIGHT {
+                if !settle(in_flight.pop_front().expect("non-empty")) {
+                    return;
+                }
+            }
         }
     }
-    if !pack.is_empty()
-        && let Err(e) = send(pack, chunks)
-    {
-        fail(failure, e);
+    if !pack.is_empty() {
+        in_flight.push_back(start(pack, chunks));
+    }
+    while let Some(handle) = in_flight.pop_front() {
+        if !settle(handle) {
+            return;
+        }
     }
 }

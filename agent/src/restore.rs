@@ -76,6 +76,9 @@ fn no_symlink_between(target: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// File bytes fetched and held at once.
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
 fn wanted(entry: &Entry, selections: &[String]) -> bool {
     selections.is_empty()
         || selections.iter().any(|s| {
@@ -191,9 +194,14 @@ async fn restore_entries(
     let mut batch: Vec<(PathBuf, &Entry)> = Vec::new();
     let mut batch_bytes = 0u64;
     for (path, entry) in files {
+        if entry.size > BATCH_BYTES {
+            // Large files stream through in windows, so memory stays bounded.
+            restore_files(agent, sealer, &[(path, entry)], conflict, report).await?;
+            continue;
+        }
         batch_bytes += entry.size;
         batch.push((path, entry));
-        if batch_bytes >= 64 * 1024 * 1024 || batch.len() >= 512 {
+        if batch_bytes >= BATCH_BYTES || batch.len() >= 512 {
             restore_files(agent, sealer, &batch, conflict, report).await?;
             batch.clear();
             batch_bytes = 0;
@@ -237,12 +245,17 @@ async fn restore_files(
     if batch.is_empty() {
         return Ok(());
     }
-    let chunks = fetch_chunks(
-        agent,
-        sealer,
-        batch.iter().flat_map(|(_, e)| e.chunks.iter()),
-    )
-    .await?;
+    let single_large = batch.len() == 1 && batch[0].1.size > BATCH_BYTES;
+    let mut chunks = if single_large {
+        HashMap::new()
+    } else {
+        fetch_chunks(
+            agent,
+            sealer,
+            batch.iter().flat_map(|(_, e)| e.chunks.iter()),
+        )
+        .await?
+    };
     for (path, entry) in batch {
         let mut destination = path.clone();
         if std::fs::symlink_metadata(path).is_ok() {
@@ -265,16 +278,30 @@ async fn restore_files(
                 .and_then(|n| n.to_str())
                 .unwrap_or("file")
         ));
-        let mut file = std::fs::File::create(&partial).map_err(|e| AgentError::io(&partial, e))?;
+        let file = std::fs::File::create(&partial).map_err(|e| AgentError::io(&partial, e))?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut written = 0u64;
-        for id in &entry.chunks {
-            let data = chunks
-                .get(id)
-                .ok_or_else(|| AgentError::Integrity(format!("chunk {id} was not fetched")))?;
-            file.write_all(data)
-                .map_err(|e| AgentError::io(&partial, e))?;
-            written += data.len() as u64;
+        // Chunks of a large file come in windows of about BATCH_BYTES.
+        let window = if single_large {
+            32
+        } else {
+            entry.chunks.len().max(1)
+        };
+        for ids in entry.chunks.chunks(window) {
+            if single_large {
+                chunks = fetch_chunks(agent, sealer, ids.iter()).await?;
+            }
+            for id in ids {
+                let data = chunks
+                    .get(id)
+                    .ok_or_else(|| AgentError::Integrity(format!("chunk {id} was not fetched")))?;
+                file.write_all(data)
+                    .map_err(|e| AgentError::io(&partial, e))?;
+                written += data.len() as u64;
+            }
         }
+        file.flush().map_err(|e| AgentError::io(&partial, e))?;
+        drop(file);
         if written != entry.size {
             let _ = std::fs::remove_file(&partial);
             return Err(AgentError::Integrity(format!(
@@ -283,14 +310,13 @@ async fn restore_files(
                 entry.size
             )));
         }
-        file.sync_all().map_err(|e| AgentError::io(&partial, e))?;
-        drop(file);
         set_metadata(&partial, entry)?;
         if conflict == OnConflict::Overwrite
             && std::fs::symlink_metadata(&destination).is_ok_and(|m| m.is_dir())
         {
             remove_existing(&destination)?;
         }
+        // Complete files only ever appear under their real name.
         std::fs::rename(&partial, &destination).map_err(|e| AgentError::io(&destination, e))?;
         report.files += 1;
         report.bytes += entry.size;
@@ -306,6 +332,50 @@ fn set_metadata(path: &Path, entry: &Entry) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| AgentError::io(path, e))?;
     file.set_modified(mtime)
         .map_err(|e| AgentError::io(path, e))
+}
+
+/// Authenticates and decompresses the chunks of one downloaded range on every core.
+fn decode_parallel(
+    sealer: &Sealer,
+    bytes: &[u8],
+    range_start: u64,
+    chunks: &[(String, u64, u64)],
+    pack: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let per_worker = chunks.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .chunks(per_worker)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(id, offset, length)| {
+                            let from = (offset - range_start) as usize;
+                            let blob =
+                                bytes.get(from..from + *length as usize).ok_or_else(|| {
+                                    AgentError::Integrity(format!(
+                                        "pack {pack} is shorter than its index says"
+                                    ))
+                                })?;
+                            Ok((id.clone(), sealer.open(id, blob)?))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(chunks.len());
+        for handle in handles {
+            out.extend(
+                handle
+                    .join()
+                    .map_err(|_| AgentError::Integrity("a decoder stopped".into()))??,
+            );
+        }
+        Ok(out)
+    })
 }
 
 /// Fetches and verifies chunks: located in one query, read as coalesced ranges per pack.
@@ -366,13 +436,9 @@ async fn fetch_chunks<'a>(
                     Some((range_start, range_end)),
                 )
                 .await?;
-            for (id, offset, length) in &chunks[start..end] {
-                let from = (offset - range_start) as usize;
-                let blob = bytes.get(from..from + *length as usize).ok_or_else(|| {
-                    AgentError::Integrity(format!("pack {pack} is shorter than its index says"))
-                })?;
-                out.insert(id.clone(), sealer.open(id, blob)?);
-            }
+            let wanted = &chunks[start..end];
+            let decoded = decode_parallel(sealer, &bytes, range_start, wanted, &pack)?;
+            out.extend(decoded);
             start = end;
         }
     }

@@ -113,17 +113,22 @@ impl Sealer {
 /// Largest chunk the chunker makes (FastCDC maximum).
 pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
 
-/// Incompressible data (random, already compressed) is detected on a sample, so it costs
-/// a fraction of a full compression attempt.
+/// Incompressible data (random, already compressed) is detected on three 4 KiB samples
+/// (start, middle, end), so it costs a fraction of a full compression attempt; small
+/// chunks are simply compressed.
 fn worth_compressing(data: &[u8]) -> bool {
+    const SAMPLE: usize = 4096;
     if data.len() < 512 {
         return false;
     }
-    let sample = &data[..data.len().min(16 * 1024)];
-    match zstd::bulk::compress(sample, 1) {
-        Ok(c) => c.len() < sample.len() * 15 / 16,
-        Err(_) => false,
+    if data.len() <= 8 * SAMPLE {
+        return true;
     }
+    let starts = [0, data.len() / 2 - SAMPLE / 2, data.len() - SAMPLE];
+    starts.iter().any(|&start| {
+        let sample = &data[start..start + SAMPLE];
+        zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < SAMPLE * 15 / 16)
+    })
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]

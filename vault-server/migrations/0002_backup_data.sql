@@ -41,10 +41,5 @@ CREATE TABLE chunks (
 
 ALTER TABLE recovery_points ADD COLUMN manifest_size INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE recovery_points ADD COLUMN chunk_count INTEGER NOT NULL DEFAULT 0;
-
-CREATE TABLE recovery_point_chunks (
-    vault_id        INTEGER NOT NULL,
-    recovery_point  TEXT NOT NULL,
-    chunk           TEXT NOT NULL,
-    PRIMARY KEY (vault_id, recovery_point, chunk)
-);
+-- The chunk ids a recovery point references live beside its manifest in blob storage
+-- (`manifests/{vault}/{rp}.chunks`, 32 bytes each): retention and garbage collection read them.

@@ -155,27 +155,22 @@ impl DataPlane {
         Ok(())
     }
 
-    /// The ids of `ids` the vault does not hold yet.
+    /// The ids of `ids` the vault does not hold yet (one query, whatever the count).
     pub async fn missing(&self, vault_id: i64, ids: &[String]) -> Result<Vec<String>> {
         if let Some(bad) = ids.iter().find(|id| !is_hex_id(id)) {
             return Err(VsError::BadRequest(format!(
                 "'{bad}' is not a chunk id (64 lower-case hex digits)."
             )));
         }
-        let mut missing = Vec::new();
-        let mut connection = self.pool.acquire().await?;
-        for id in ids {
-            let known: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM chunks WHERE vault_id = ? AND id = ?")
-                    .bind(vault_id)
-                    .bind(id)
-                    .fetch_optional(&mut *connection)
-                    .await?;
-            if known.is_none() {
-                missing.push(id.clone());
-            }
-        }
-        Ok(missing)
+        let list = serde_json::to_string(ids).expect("ids serialise");
+        Ok(sqlx::query_scalar(
+            "SELECT j.value FROM json_each(?1) j \
+             WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.vault_id = ?2 AND c.id = j.value) ORDER BY j.key",
+        )
+        .bind(list)
+        .bind(vault_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Stores a pack: `body` = chunk blobs, then the JSON index, then its length as u32 LE.
@@ -233,23 +228,27 @@ impl DataPlane {
         Ok(entries.len())
     }
 
-    /// Where each chunk is, for a restore.
+    /// Where each chunk is, for a restore (one query).
     pub async fn locate(&self, vault_id: i64, ids: &[String]) -> Result<Vec<Value>> {
-        let mut out = Vec::with_capacity(ids.len());
-        let mut connection = self.pool.acquire().await?;
-        for id in ids {
-            let row: Option<(String, i64, i64)> = sqlx::query_as(
-                "SELECT pack, offset, length FROM chunks WHERE vault_id = ? AND id = ?",
-            )
-            .bind(vault_id)
-            .bind(id)
-            .fetch_optional(&mut *connection)
-            .await?;
-            let (pack, offset, length) =
-                row.ok_or_else(|| VsError::NotFound(format!("Chunk {id} is not in this vault.")))?;
-            out.push(json!({"id": id, "pack": pack, "offset": offset, "length": length}));
-        }
-        Ok(out)
+        let list = serde_json::to_string(ids).expect("ids serialise");
+        let rows: Vec<(String, Option<String>, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT j.value, c.pack, c.offset, c.length FROM json_each(?1) j \
+             LEFT JOIN chunks c ON c.vault_id = ?2 AND c.id = j.value ORDER BY j.key",
+        )
+        .bind(list)
+        .bind(vault_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, pack, offset, length)| match (pack, offset, length) {
+                (Some(pack), Some(offset), Some(length)) => {
+                    Ok(json!({"id": id, "pack": pack, "offset": offset, "length": length}))
+                }
+                _ => Err(VsError::NotFound(format!(
+                    "Chunk {id} is not in this vault."
+                ))),
+            })
+            .collect()
     }
 
     /// Bytes `[start, end)` of a pack.
@@ -319,6 +318,18 @@ impl DataPlane {
             )
             .await
             .map_err(storage)?;
+        // The referenced ids, 32 bytes each, for retention and garbage collection.
+        let mut references = Vec::with_capacity(chunks.len() * 32);
+        for chunk in chunks {
+            let id = blake3::Hash::from_hex(chunk)
+                .map_err(|_| VsError::BadRequest(format!("'{chunk}' is not a chunk id.")))?;
+            references.extend_from_slice(id.as_bytes());
+        }
+        let references_path = ObjectPath::from(format!("manifests/{}/{name}.chunks", vault.id));
+        self.store
+            .put(&references_path, PutPayload::from(references))
+            .await
+            .map_err(storage)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO recovery_points (vault_id, container, item, name, created_at, expires_at, manifest_size, chunk_count) \
@@ -334,14 +345,6 @@ impl DataPlane {
         .bind(chunks.len() as i64)
         .execute(&mut *tx)
         .await?;
-        for chunk in chunks {
-            sqlx::query("INSERT OR IGNORE INTO recovery_point_chunks (vault_id, recovery_point, chunk) VALUES (?, ?, ?)")
-                .bind(vault.id)
-                .bind(name)
-                .bind(chunk)
-                .execute(&mut *tx)
-                .await?;
-        }
         sqlx::query(
             "UPDATE protected_items SET protection_state = 'Protected', last_backup_status = 'Completed', last_backup_time = ? \
              WHERE vault_id = ? AND container = ? AND name = ?",
