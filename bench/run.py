@@ -107,6 +107,7 @@ def main():
             "--entra-port", str(PORTS["entra"]), "--vault-server-port", str(PORTS["arm"])], stdout=subprocess.DEVNULL)
         home = os.path.join(work, "agent-home")
         shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(os.path.join(work, "agent-cache"), ignore_errors=True)
         passphrase = os.path.join(work, "passphrase")
         with open(passphrase, "w") as f:
             f.write("benchmark passphrase 0123456789")

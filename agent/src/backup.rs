@@ -73,9 +73,21 @@ struct IndexEntry {
 
 type Index = HashMap<String, IndexEntry>;
 
+/// The index belongs to one protected path of one registration: another vault or another
+/// master key must never reuse chunk ids it does not hold.
 fn index_path(agent: &Agent, root: &str) -> std::path::PathBuf {
-    let key =
-        blake3::hash(format!("{}\0{root}", agent.registration.server_name).as_bytes()).to_hex();
+    let registration = &agent.registration;
+    let key = blake3::hash(
+        format!(
+            "{}\0{}\0{}\0{}\0{root}",
+            registration.subscription_id,
+            registration.vault,
+            registration.server_name,
+            agent.sealer.key_check()
+        )
+        .as_bytes(),
+    )
+    .to_hex();
     agent
         .config
         .cache_dir

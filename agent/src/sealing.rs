@@ -19,6 +19,7 @@ const ZSTD_LEVEL: i32 = 3;
 pub struct Sealer {
     id_key: [u8; 32],
     cipher: Aes256Gcm,
+    key_check: String,
 }
 
 impl Sealer {
@@ -26,7 +27,13 @@ impl Sealer {
         Sealer {
             id_key: master.chunk_id_key(),
             cipher: Aes256Gcm::new_from_slice(&master.data_key()).expect("32-byte key"),
+            key_check: master.check_value(),
         }
+    }
+
+    /// The master key's check value (names caches that belong to this key).
+    pub fn key_check(&self) -> &str {
+        &self.key_check
     }
 
     pub fn chunk_id(&self, data: &[u8]) -> String {
