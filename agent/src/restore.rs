@@ -77,7 +77,9 @@ fn no_symlink_between(target: &Path, path: &Path) -> Result<()> {
 }
 
 /// File bytes fetched and held at once.
-const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest single range read from a pack.
+const RANGE_BYTES: u64 = 16 * 1024 * 1024;
 
 fn wanted(entry: &Entry, selections: &[String]) -> bool {
     selections.is_empty()
@@ -300,8 +302,9 @@ async fn restore_files(
                 written += data.len() as u64;
             }
         }
-        file.flush().map_err(|e| AgentError::io(&partial, e))?;
-        drop(file);
+        let file = file
+            .into_inner()
+            .map_err(|e| AgentError::io(&partial, e.into_error()))?;
         if written != entry.size {
             let _ = std::fs::remove_file(&partial);
             return Err(AgentError::Integrity(format!(
@@ -310,7 +313,8 @@ async fn restore_files(
                 entry.size
             )));
         }
-        set_metadata(&partial, entry)?;
+        set_file_metadata(&file, &partial, entry)?;
+        drop(file);
         if conflict == OnConflict::Overwrite
             && std::fs::symlink_metadata(&destination).is_ok_and(|m| m.is_dir())
         {
@@ -324,13 +328,24 @@ async fn restore_files(
     Ok(())
 }
 
+/// Mode and mtime through the handle just written (no second open).
+fn set_file_metadata(file: &std::fs::File, path: &Path, entry: &Entry) -> Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
+        .map_err(|e| AgentError::io(path, e))?;
+    file.set_modified(mtime_of(entry))
+        .map_err(|e| AgentError::io(path, e))
+}
+
+fn mtime_of(entry: &Entry) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH
+        + std::time::Duration::new(entry.mtime.max(0) as u64, entry.mtime_nsec.min(999_999_999))
+}
+
 fn set_metadata(path: &Path, entry: &Entry) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(entry.mode))
         .map_err(|e| AgentError::io(path, e))?;
-    let mtime = std::time::UNIX_EPOCH
-        + std::time::Duration::new(entry.mtime.max(0) as u64, entry.mtime_nsec.min(999_999_999));
     let file = std::fs::File::open(path).map_err(|e| AgentError::io(path, e))?;
-    file.set_modified(mtime)
+    file.set_modified(mtime_of(entry))
         .map_err(|e| AgentError::io(path, e))
 }
 
@@ -417,13 +432,13 @@ async fn fetch_chunks<'a>(
     }
     for (pack, mut chunks) in by_pack {
         chunks.sort_by_key(|c| c.1);
-        // Coalesce neighbouring chunks into ranges of at most 64 MiB.
+        // Coalesce neighbouring chunks into ranges of at most RANGE_BYTES.
         let mut start = 0;
         while start < chunks.len() {
             let mut end = start + 1;
             while end < chunks.len()
                 && chunks[end].1 <= chunks[end - 1].1 + chunks[end - 1].2 + 1024 * 1024
-                && chunks[end].1 + chunks[end].2 - chunks[start].1 <= 64 * 1024 * 1024
+                && chunks[end].1 + chunks[end].2 - chunks[start].1 <= RANGE_BYTES
             {
                 end += 1;
             }
