@@ -78,6 +78,8 @@ fn no_symlink_between(target: &Path, path: &Path) -> Result<()> {
 
 /// File bytes fetched and held at once.
 const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Chunks of a large file fetched at once (about 16 MiB).
+const WINDOW_CHUNKS: usize = 16;
 /// Largest single range read from a pack.
 const RANGE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -153,7 +155,7 @@ pub async fn run(
 }
 
 async fn restore_entries(
-    agent: &Agent,
+    agent: &Arc<Agent>,
     sealer: &Sealer,
     planned: &[(PathBuf, Entry)],
     target: &Path,
@@ -193,23 +195,90 @@ async fn restore_entries(
             Kind::File => files.push((path, entry)),
         }
     }
+    // Small files go in batches, large ones in windows of chunks; a background task fetches
+    // and decodes the next unit while this one is written (at most two units in memory).
+    let mut groups: Vec<Vec<(PathBuf, &Entry)>> = Vec::new();
     let mut batch: Vec<(PathBuf, &Entry)> = Vec::new();
     let mut batch_bytes = 0u64;
     for (path, entry) in files {
         if entry.size > BATCH_BYTES {
-            // Large files stream through in windows, so memory stays bounded.
-            restore_files(agent, sealer, &[(path, entry)], conflict, report).await?;
+            if !batch.is_empty() {
+                groups.push(std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
+            groups.push(vec![(path, entry)]);
             continue;
         }
         batch_bytes += entry.size;
         batch.push((path, entry));
         if batch_bytes >= BATCH_BYTES || batch.len() >= 512 {
-            restore_files(agent, sealer, &batch, conflict, report).await?;
-            batch.clear();
+            groups.push(std::mem::take(&mut batch));
             batch_bytes = 0;
         }
     }
-    restore_files(agent, sealer, &batch, conflict, report).await?;
+    if !batch.is_empty() {
+        groups.push(batch);
+    }
+    let units: Vec<Vec<String>> = groups
+        .iter()
+        .flat_map(|group| match group.as_slice() {
+            [(_, entry)] if entry.size > BATCH_BYTES => entry
+                .chunks
+                .chunks(WINDOW_CHUNKS)
+                .map(<[String]>::to_vec)
+                .collect::<Vec<_>>(),
+            _ => vec![
+                group
+                    .iter()
+                    .flat_map(|(_, e)| e.chunks.iter().cloned())
+                    .collect(),
+            ],
+        })
+        .collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Fetched>(1);
+    let fetcher = {
+        let (agent, sealer) = (agent.clone(), sealer.clone());
+        tokio::spawn(async move {
+            for ids in units {
+                let fetched = fetch_chunks(&agent, &sealer, ids.iter()).await;
+                let failed = fetched.is_err();
+                if tx.send(fetched).await.is_err() || failed {
+                    return;
+                }
+            }
+        })
+    };
+    let result = async {
+        for group in &groups {
+            match group.as_slice() {
+                [(path, entry)] if entry.size > BATCH_BYTES => {
+                    let mut writer = FileWriter::open(path, conflict, report)?;
+                    for ids in entry.chunks.chunks(WINDOW_CHUNKS) {
+                        let chunks = next_unit(&mut rx).await?;
+                        if let Some(writer) = writer.as_mut() {
+                            writer.write(ids, &chunks)?;
+                        }
+                    }
+                    if let Some(writer) = writer {
+                        writer.finish(entry, conflict, report)?;
+                    }
+                }
+                _ => {
+                    let chunks = next_unit(&mut rx).await?;
+                    for (path, entry) in group {
+                        if let Some(mut writer) = FileWriter::open(path, conflict, report)? {
+                            writer.write(&entry.chunks, &chunks)?;
+                            writer.finish(entry, conflict, report)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok::<(), AgentError>(())
+    }
+    .await;
+    fetcher.abort();
+    result?;
     // Directory metadata last: writing files inside would change their mtimes.
     for (relative, entry) in planned.iter().rev() {
         if entry.kind == Kind::Dir {
@@ -237,34 +306,37 @@ fn copy_name(path: &Path) -> PathBuf {
         .expect("an unused name exists")
 }
 
-async fn restore_files(
-    agent: &Agent,
-    sealer: &Sealer,
-    batch: &[(PathBuf, &Entry)],
-    conflict: OnConflict,
-    report: &mut RestoreReport,
-) -> Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let single_large = batch.len() == 1 && batch[0].1.size > BATCH_BYTES;
-    let mut chunks = if single_large {
-        HashMap::new()
-    } else {
-        fetch_chunks(
-            agent,
-            sealer,
-            batch.iter().flat_map(|(_, e)| e.chunks.iter()),
-        )
-        .await?
-    };
-    for (path, entry) in batch {
-        let mut destination = path.clone();
+type Fetched = Result<HashMap<String, Vec<u8>>>;
+
+async fn next_unit(rx: &mut tokio::sync::mpsc::Receiver<Fetched>) -> Fetched {
+    rx.recv()
+        .await
+        .unwrap_or_else(|| Err(AgentError::Service("the chunk fetcher stopped".into())))
+}
+
+/// A file being restored: written beside its name, renamed when complete.
+struct FileWriter {
+    partial: PathBuf,
+    destination: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    written: u64,
+}
+
+impl FileWriter {
+    /// `None` when the conflict policy skips the file.
+    fn open(
+        path: &Path,
+        entry: &Entry,
+        conflict: OnConflict,
+        report: &mut RestoreReport,
+    ) -> Result<Option<Self>> {
+        let _ = entry;
+        let mut destination = path.to_path_buf();
         if std::fs::symlink_metadata(path).is_ok() {
             match conflict {
                 OnConflict::Skip => {
                     report.skipped += 1;
-                    continue;
+                    return Ok(None);
                 }
                 OnConflict::Copy => destination = copy_name(path),
                 OnConflict::Overwrite => {}
@@ -281,27 +353,34 @@ async fn restore_files(
                 .unwrap_or("file")
         ));
         let file = std::fs::File::create(&partial).map_err(|e| AgentError::io(&partial, e))?;
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
-        let mut written = 0u64;
-        // Chunks of a large file come in windows of about BATCH_BYTES.
-        let window = if single_large {
-            32
-        } else {
-            entry.chunks.len().max(1)
-        };
-        for ids in entry.chunks.chunks(window) {
-            if single_large {
-                chunks = fetch_chunks(agent, sealer, ids.iter()).await?;
-            }
-            for id in ids {
-                let data = chunks
-                    .get(id)
-                    .ok_or_else(|| AgentError::Integrity(format!("chunk {id} was not fetched")))?;
-                file.write_all(data)
-                    .map_err(|e| AgentError::io(&partial, e))?;
-                written += data.len() as u64;
-            }
+        Ok(Some(FileWriter {
+            partial,
+            destination,
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            written: 0,
+        }))
+    }
+
+    fn write(&mut self, ids: &[String], chunks: &HashMap<String, Vec<u8>>) -> Result<()> {
+        for id in ids {
+            let data = chunks
+                .get(id)
+                .ok_or_else(|| AgentError::Integrity(format!("chunk {id} was not fetched")))?;
+            self.file
+                .write_all(data)
+                .map_err(|e| AgentError::io(&self.partial, e))?;
+            self.written += data.len() as u64;
         }
+        Ok(())
+    }
+
+    fn finish(self, entry: &Entry, conflict: OnConflict, report: &mut RestoreReport) -> Result<()> {
+        let FileWriter {
+            partial,
+            destination,
+            file,
+            written,
+        } = self;
         let file = file
             .into_inner()
             .map_err(|e| AgentError::io(&partial, e.into_error()))?;
@@ -324,8 +403,8 @@ async fn restore_files(
         std::fs::rename(&partial, &destination).map_err(|e| AgentError::io(&destination, e))?;
         report.files += 1;
         report.bytes += entry.size;
+        Ok(())
     }
-    Ok(())
 }
 
 /// Mode and mtime through the handle just written (no second open).
