@@ -324,13 +324,7 @@ struct FileWriter {
 
 impl FileWriter {
     /// `None` when the conflict policy skips the file.
-    fn open(
-        path: &Path,
-        entry: &Entry,
-        conflict: OnConflict,
-        report: &mut RestoreReport,
-    ) -> Result<Option<Self>> {
-        let _ = entry;
+    fn open(path: &Path, conflict: OnConflict, report: &mut RestoreReport) -> Result<Option<Self>> {
         let mut destination = path.to_path_buf();
         if std::fs::symlink_metadata(path).is_ok() {
             match conflict {
