@@ -231,7 +231,7 @@ impl DataPlane {
     /// Where each chunk is, for a restore (one query).
     pub async fn locate(&self, vault_id: i64, ids: &[String]) -> Result<Vec<Value>> {
         let list = serde_json::to_string(ids).expect("ids serialise");
-        let rows: Vec<(String, Option<String>, Option<i64>, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<LocatedRow> = sqlx::query_as(
             "SELECT j.value, c.pack, c.offset, c.length FROM json_each(?1) j \
              LEFT JOIN chunks c ON c.vault_id = ?2 AND c.id = j.value ORDER BY j.key",
         )
@@ -467,6 +467,9 @@ impl DataPlane {
             .collect())
     }
 }
+
+/// chunk id, and its pack, offset and length when the vault holds it.
+type LocatedRow = (String, Option<String>, Option<i64>, Option<i64>);
 
 /// id, operation, status, entity, start, end, details.
 type JobRow = (String, String, String, String, i64, Option<i64>, String);
