@@ -106,11 +106,14 @@ pub fn encode(segment: &str) -> String {
 }
 
 /// Registers this machine with the vault named in `credentials`.
+/// With `key_vault_uri`, the vault saves the passphrase there through its managed identity
+/// (and registration fails, leaving nothing registered, if it cannot).
 pub async fn register(
     home: &Home,
     credentials: &Path,
     passphrase: &str,
     server_name: &str,
+    key_vault_uri: Option<&str>,
 ) -> Result<Registration> {
     check_passphrase(passphrase)?;
     let mut config = home.load()?;
@@ -183,6 +186,7 @@ pub async fn register(
                 "credentialThumbprint": thumbprint,
                 "encryption": wrapped,
                 "keyCheck": master.check_value(),
+                "keyVault": key_vault_uri.map(|uri| json!({"uri": uri, "passphrase": passphrase})),
             }),
         )
         .await?;

@@ -220,6 +220,12 @@ fn pipeline(
     let old_index = load_index(&index_path(agent, root.to_str().unwrap_or_default()));
     let (walked, warnings) = walk::walk(root, excludes);
     report.warnings = warnings;
+    let protected: u64 = walked
+        .iter()
+        .filter(|w| w.kind == Kind::File)
+        .map(|w| w.meta.len())
+        .sum();
+    check_cache_space(&agent.config.cache_dir, protected)?;
     let mut new_index = Index::new();
     let mut entries: Vec<Entry> = Vec::with_capacity(walked.len());
 
@@ -339,6 +345,23 @@ fn pipeline(
         entries,
     };
     Ok((manifest, report, new_index))
+}
+
+/// The cache volume needs free space of at least 5 % of the protected data (MARS's rule).
+pub fn check_cache_space(cache: &Path, protected: u64) -> Result<()> {
+    let stats = nix::sys::statvfs::statvfs(cache)
+        .map_err(|e| AgentError::io(cache, std::io::Error::from_raw_os_error(e as i32)))?;
+    let free = stats.blocks_available() as u64 * stats.fragment_size() as u64;
+    let needed = protected / 20;
+    if free < needed {
+        return Err(AgentError::Usage(format!(
+            "the cache volume of {} has {} MiB free; it needs at least 5 % of the protected data ({} MiB). Free some space or reinstall with another --cache-dir.",
+            cache.display(),
+            free >> 20,
+            needed >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// Reads and chunks changed files, asks the vault which chunks it lacks (one query per
@@ -515,5 +538,20 @@ fn upload_packs(
         if !settle(handle) {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_volume_needs_five_percent_of_the_protected_data() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_cache_space(dir.path(), 1024).is_ok());
+        let error = check_cache_space(dir.path(), u64::MAX / 2)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("5 %"), "{error}");
     }
 }

@@ -113,6 +113,11 @@ impl Service {
         }
     }
 
+    /// Whether a sign-in has succeeded (check-network).
+    pub async fn has_token(&self) -> bool {
+        self.token.lock().await.is_some()
+    }
+
     async fn token(&self) -> Result<String> {
         let mut cached = self.token.lock().await;
         if let Some((token, until)) = cached.as_ref()

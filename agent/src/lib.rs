@@ -2,7 +2,7 @@
 //!
 //! [`keys`] (passphrase, master key), [`credentials`] (the `.VaultCredentials` file),
 //! [`client`] (Entra sign-in, vault-server calls), [`sealing`] (chunks and packs),
-//! [`manifest`], [`walk`], [`backup`], [`restore`], [`config`] (state on this machine),
+//! [`manifest`], [`walk`], [`backup`], [`restore`], [`network`], [`config`] (state on this machine),
 //! [`agent`] (registration and the registered agent).
 
 pub mod agent;
@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod error;
 pub mod keys;
 pub mod manifest;
+pub mod network;
 pub mod restore;
 pub mod sealing;
 pub mod walk;

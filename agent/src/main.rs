@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 success; 1 completed with warnings (some files not backed up); 2 bad
 //! usage or credentials; 4 wrong passphrase; 5 the service refused or could not be
-//! reached; 6 backup data failed verification; 7 a local file could not be read or written.
+//! reached (or a check-network step failed); 6 backup data failed verification; 7 a local file could not be read or written.
 
 use std::path::PathBuf;
 
@@ -44,6 +44,15 @@ enum Command {
         #[arg(long, env = "MARS_AGENT_CA_FILE")]
         ca_file: Option<PathBuf>,
     },
+    /// Check every endpoint the agent needs: DNS, TCP, TLS trust and sign-in.
+    CheckNetwork {
+        /// Vault credentials to check with (default: this machine's registration).
+        #[arg(long)]
+        vault_credentials: Option<PathBuf>,
+        /// A Key Vault to check as well.
+        #[arg(long)]
+        key_vault_uri: Option<String>,
+    },
     /// Register this machine with a vault, using a vault credentials file.
     Register {
         #[arg(long)]
@@ -61,6 +70,10 @@ enum Command {
         /// Name of this server in the vault (default: the host name).
         #[arg(long)]
         server_name: Option<String>,
+        /// Save the passphrase as a secret in this Key Vault (through the vault's managed
+        /// identity, which needs the `set` secret permission there).
+        #[arg(long)]
+        key_vault_uri: Option<String>,
     },
     /// Back up now.
     Backup {
@@ -189,11 +202,18 @@ async fn run(cli: Cli) -> Result<i32> {
                 ),
             );
         }
+        Command::CheckNetwork {
+            vault_credentials,
+            key_vault_uri,
+        } => {
+            return check_network(&home, json_output, vault_credentials, key_vault_uri).await;
+        }
         Command::Register {
             vault_credentials,
             passphrase_file,
             generate_passphrase,
             server_name,
+            key_vault_uri,
         } => {
             let passphrase = match (&passphrase_file, &generate_passphrase) {
                 (Some(file), _) => read_passphrase(file)?,
@@ -212,8 +232,14 @@ async fn run(cli: Cli) -> Result<i32> {
                     .map(|h| h.trim().to_string())
                     .unwrap_or_else(|_| "localhost".into())
             });
-            let registration =
-                registered::register(&home, &vault_credentials, &passphrase, &name).await?;
+            let registration = registered::register(
+                &home,
+                &vault_credentials,
+                &passphrase,
+                &name,
+                key_vault_uri.as_deref(),
+            )
+            .await?;
             print(
                 json_output,
                 &json!({"serverName": registration.server_name, "vault": registration.vault, "resourceGroup": registration.resource_group, "clientId": registration.client_id}),
@@ -414,6 +440,85 @@ async fn run(cli: Cli) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+async fn check_network(
+    home: &Home,
+    json_output: bool,
+    vault_credentials: Option<PathBuf>,
+    key_vault_uri: Option<String>,
+) -> Result<i32> {
+    use agent::client::CertIdentity;
+    use agent::network;
+    let config = home.load()?;
+    let (identity, service_url) = match (&vault_credentials, &config.registration) {
+        (Some(file), _) => {
+            let c = agent::credentials::VaultCredentials::load(file)?;
+            let identity = CertIdentity {
+                authority: c.authority.clone(),
+                tenant_id: c.tenant_id.clone(),
+                client_id: c.client_id.clone(),
+                certificate_pem: c.certificate_pem.clone(),
+                key_pem: c.key_pem.clone(),
+            };
+            (identity, c.service_url)
+        }
+        (None, Some(r)) => (
+            CertIdentity {
+                authority: r.authority.clone(),
+                tenant_id: r.tenant_id.clone(),
+                client_id: r.client_id.clone(),
+                certificate_pem: r.certificate_pem.clone(),
+                key_pem: home.machine_key()?,
+            },
+            r.service_url.clone(),
+        ),
+        (None, None) => {
+            return Err(AgentError::Usage(
+                "not registered: pass --vault-credentials FILE to check with them".into(),
+            ));
+        }
+    };
+    let (ca, proxy) = (config.ca_file.as_deref(), config.proxy.as_deref());
+    let mut checks = Vec::new();
+    let discovery = format!(
+        "/{}/v2.0/.well-known/openid-configuration",
+        identity.tenant_id
+    );
+    checks.extend(network::endpoint("Entra ID", &identity.authority, &discovery, ca, proxy).await);
+    checks.extend(network::endpoint("vault service", &service_url, "/health", ca, proxy).await);
+    if let Some(uri) = &key_vault_uri {
+        checks.extend(network::endpoint("Key Vault", uri, "/health", ca, proxy).await);
+    }
+    checks.push(
+        network::token(
+            identity,
+            &service_url,
+            agent::client::http_client(ca, proxy)?,
+        )
+        .await,
+    );
+    let all_ok = checks.iter().all(|c| c.ok);
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).unwrap_or_default()
+        );
+    } else {
+        for check in &checks {
+            println!(
+                "{:<4} {:<6} {}  {}",
+                if check.ok { "PASS" } else { "FAIL" },
+                check.step,
+                check.endpoint,
+                check.detail
+            );
+            if let Some(fix) = &check.fix {
+                println!("            fix: {fix}");
+            }
+        }
+    }
+    Ok(if all_ok { 0 } else { 5 })
 }
 
 /// Which server's backups, and the sealer that opens them.

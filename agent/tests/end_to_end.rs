@@ -319,3 +319,65 @@ async fn registration_refusals() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_network_and_backups_that_complete_with_warnings() {
+    let stack = start().await;
+    stack.vault("vault1").await;
+    let credentials = stack.credentials("vault1", "v.VaultCredentials").await;
+    let machine = stack.machine("server1").await;
+
+    let checks = machine
+        .json(&[
+            "check-network",
+            "--vault-credentials",
+            credentials.to_str().unwrap(),
+        ])
+        .await;
+    let checks = checks.as_array().unwrap();
+    assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
+    let steps: Vec<&str> = checks.iter().map(|c| c["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["dns", "tcp", "tls", "dns", "tcp", "tls", "token"]);
+    let out = machine
+        .run(&[
+            "check-network",
+            "--vault-credentials",
+            credentials.to_str().unwrap(),
+            "--key-vault-uri",
+            "https://nosuch.invalid:1",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(5));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL dns") && text.contains("fix:"), "{text}");
+
+    let passphrase = stack.write("passphrase", PASSPHRASE);
+    assert!(
+        machine
+            .register(&credentials, &passphrase)
+            .await
+            .status
+            .success()
+    );
+    let data = stack.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("kept.txt"), "kept").unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(data.join("app.sock")).unwrap();
+    let out = machine
+        .run(&["--json", "backup", "--include", data.to_str().unwrap()])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "completed with warnings: {}",
+        stderr(&out)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["status"], "CompletedWithWarnings");
+    let warning = report[0]["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("app.sock") && warning.contains("socket"),
+        "{warning}"
+    );
+    assert_eq!(report[0]["files"], 1);
+}

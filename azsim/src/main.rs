@@ -91,6 +91,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             ca_pem: runtime.tls.ca_pem.clone(),
             keyvault_management: Some(keyvault.management.url()),
             keyvault_dns: Some(format!("vault.localhost:{keyvault_port}")),
+            managed_identity: Some(entra.managed_identity.url()),
         },
     )
     .await?;

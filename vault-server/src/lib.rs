@@ -18,6 +18,7 @@ pub mod error;
 pub mod forward;
 pub mod groups;
 pub mod http;
+pub mod passphrase;
 pub mod policy;
 pub mod settings;
 pub mod vaults;
@@ -59,6 +60,9 @@ pub struct Config {
     pub keyvault_management: Option<String>,
     /// `vault.localhost:<port>`: the Key Vault DNS suffix in `/metadata/endpoints`.
     pub keyvault_dns: Option<String>,
+    /// entra-sim's managed-identity endpoint (`http://host:port`): vault identities get
+    /// their Key Vault tokens there.
+    pub managed_identity: Option<String>,
 }
 
 #[derive(Clone)]
@@ -96,6 +100,10 @@ impl VaultServer {
             vaults: vaults::Vaults::new(pool.clone(), clock.clone(), entra),
             backup: backup::Backup::new(pool.clone()),
             data: dataplane::DataPlane::new(pool.clone(), blob_store(storage)?),
+            passphrases: passphrase::PassphraseSaver::new(
+                &config.ca_pem,
+                config.managed_identity.clone(),
+            )?,
             arm_verifier: verifier(ARM_AUDIENCES),
             admin_verifier: verifier(&[ADMIN_AUDIENCE]),
             roles,

@@ -31,6 +31,13 @@ struct Args {
         default_value = "https://localhost:10014"
     )]
     keyvault_management: String,
+    /// entra-sim's managed-identity endpoint (vault identities' tokens for Key Vault).
+    #[arg(
+        long,
+        env = "AZSIM_MANAGED_IDENTITY_URL",
+        default_value = "http://localhost:10013"
+    )]
+    managed_identity_url: String,
     /// Key Vault DNS suffix announced in /metadata/endpoints.
     #[arg(
         long,
@@ -52,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         ca_pem: runtime.tls.ca_pem.clone(),
         keyvault_management: Some(args.keyvault_management.clone()),
         keyvault_dns: Some(args.keyvault_dns.clone()),
+        managed_identity: Some(args.managed_identity_url.clone()),
     };
     let running = vault_server::start(&runtime, args.common.bind, args.port, keys, config).await?;
     println!("vault-server listening on {}", running.https.url());

@@ -54,6 +54,7 @@ pub async fn start_on(storage: Storage) -> Stack {
         ca_pem: runtime.tls.ca_pem.clone(),
         keyvault_management: Some(keyvault.management.url()),
         keyvault_dns: None,
+        managed_identity: Some(entra.managed_identity.url()),
     };
     let vs = vault_server::start(&runtime, loopback, 0, entra.sim.key_cache(), config)
         .await

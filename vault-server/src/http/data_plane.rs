@@ -161,6 +161,15 @@ struct Registration {
     encryption: Value,
     /// A check value of the master key: re-registration must present the same.
     key_check: String,
+    /// Save the passphrase in this Key Vault (through the vault's managed identity).
+    key_vault: Option<KeyVaultSave>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyVaultSave {
+    uri: String,
+    passphrase: String,
 }
 
 async fn register(state: &VsState, caller: &Principal, body: &[u8], now: i64) -> Result<Response> {
@@ -182,13 +191,39 @@ async fn register(state: &VsState, caller: &Principal, body: &[u8], now: i64) ->
         .check_latest_credential(&vault, &request.credential_thumbprint, now)
         .await?;
     let data = &state.data;
-    if let Some((_, key_check)) = data.encryption(vault.id, name).await? {
-        if key_check != request.key_check {
-            return Err(VsError::Conflict(format!(
-                "Server '{name}' is already registered to vault {} with another passphrase; re-register it with the passphrase it was registered with.",
-                vault.name
-            )));
+    let existing = data.encryption(vault.id, name).await?;
+    if let Some((_, key_check)) = &existing
+        && *key_check != request.key_check
+    {
+        return Err(VsError::Conflict(format!(
+            "Server '{name}' is already registered to vault {} with another passphrase; re-register it with the passphrase it was registered with.",
+            vault.name
+        )));
+    }
+    // Before anything is registered: a refusal here leaves nothing behind.
+    let saved_secret = match &request.key_vault {
+        Some(save) => {
+            let secret: String = format!("mars-{name}-{}", vault.name)
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(127)
+                .collect();
+            Some(
+                state
+                    .passphrases
+                    .save(&vault, &save.uri, &secret, &save.passphrase)
+                    .await?,
+            )
         }
+        None => None,
+    };
+    if existing.is_some() {
         for app in data.machine_apps(vault.id, name).await? {
             data.remove_machine(&app).await?;
             let _ = state.vaults.entra().delete_app(&app).await;
@@ -216,6 +251,7 @@ async fn register(state: &VsState, caller: &Principal, body: &[u8], now: i64) ->
         "tenantId": entra.tenant,
         "authority": entra.authority,
         "vault": {"subscriptionId": vault.subscription_id, "resourceGroup": vault.resource_group, "name": vault.name},
+        "passphraseSecretId": saved_secret,
     })))
 }
 

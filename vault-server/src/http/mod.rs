@@ -31,6 +31,7 @@ pub struct Shared {
     pub vaults: Vaults,
     pub backup: Backup,
     pub data: crate::dataplane::DataPlane,
+    pub passphrases: crate::passphrase::PassphraseSaver,
     pub arm_verifier: Arc<TokenVerifier>,
     pub admin_verifier: Arc<TokenVerifier>,
     /// keyvault-sim's management plane, where `Microsoft.KeyVault` requests go.

@@ -50,6 +50,7 @@ pub async fn start() -> TestArm {
         ca_pem: runtime.tls.ca_pem.clone(),
         keyvault_management: Some(keyvault.management.url()),
         keyvault_dns: Some(format!("vault.localhost:{}", keyvault.data.addr.port())),
+        managed_identity: Some(entra.managed_identity.url()),
     };
     let vs = vault_server::start(&runtime, loopback, 0, entra.sim.key_cache(), config)
         .await
