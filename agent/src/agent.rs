@@ -19,6 +19,8 @@ use crate::sealing::Sealer;
 pub const AGENT_VERSION: &str = concat!("azsim-mars/", env!("CARGO_PKG_VERSION"));
 
 pub struct Agent {
+    /// Show progress bars (a terminal, and not `--json`).
+    pub progress: bool,
     pub config: AgentConfig,
     pub registration: Registration,
     pub service: Service,
@@ -26,7 +28,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn open(home: &Home) -> Result<Arc<Agent>> {
+    pub fn open(home: &Home, progress: bool) -> Result<Arc<Agent>> {
         let (config, registration) = home.registration()?;
         let http = http_client(config.ca_file.as_deref(), config.proxy.as_deref())?;
         let identity = CertIdentity {
@@ -39,6 +41,7 @@ impl Agent {
         let service = Service::new(http, &registration.service_url, identity);
         let sealer = Sealer::new(&home.master_key()?);
         Ok(Arc::new(Agent {
+            progress,
             config,
             registration,
             service,

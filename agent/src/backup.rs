@@ -226,6 +226,13 @@ fn pipeline(
         .map(|w| w.meta.len())
         .sum();
     check_cache_space(&agent.config.cache_dir, protected)?;
+    let to_read: u64 = walked
+        .iter()
+        .filter(|w| w.kind == Kind::File)
+        .filter(|w| old_index.get(&w.rel).is_none_or(|e| !unchanged(e, &w.meta)))
+        .map(|w| w.meta.len())
+        .sum();
+    let bar = crate::progress::bytes(agent.progress, to_read, "backup");
     let mut new_index = Index::new();
     let mut entries: Vec<Entry> = Vec::with_capacity(walked.len());
 
@@ -298,6 +305,7 @@ fn pipeline(
                         Some(previous) => previous.chunks.clone(),
                         None => match producer.file(&walked) {
                             Ok(chunks) => {
+                                bar.inc(entry.size);
                                 report.files_read += 1;
                                 report.bytes_read += entry.size;
                                 chunks
@@ -332,6 +340,7 @@ fn pipeline(
         drop(producer);
         let _ = uploader.join();
     });
+    bar.finish_and_clear();
     if let Some(error) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(error);
     }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod keys;
 pub mod manifest;
 pub mod network;
+pub mod progress;
 pub mod restore;
 pub mod sealing;
 pub mod walk;

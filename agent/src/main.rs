@@ -254,7 +254,7 @@ async fn run(cli: Cli) -> Result<i32> {
             exclude,
             retain_until,
         } => {
-            let agent = Agent::open(&home)?;
+            let agent = Agent::open(&home, !json_output)?;
             let excludes = exclude
                 .iter()
                 .map(|p| {
@@ -296,7 +296,7 @@ async fn run(cli: Cli) -> Result<i32> {
             return Ok(if warned { 1 } else { 0 });
         }
         Command::RecoveryPoints { from_server } => {
-            let agent = Agent::open(&home)?;
+            let agent = Agent::open(&home, !json_output)?;
             let server = from_server.unwrap_or_else(|| agent.registration.server_name.clone());
             let points = agent.recovery_points(&server).await?;
             let human = points
@@ -319,7 +319,7 @@ async fn run(cli: Cli) -> Result<i32> {
             from_server,
             passphrase_file,
         } => {
-            let agent = Agent::open(&home)?;
+            let agent = Agent::open(&home, !json_output)?;
             let (server, sealer) = source(&agent, from_server, passphrase_file).await?;
             let manifest = agent.manifest(&server, &recovery_point, &sealer).await?;
             let prefix = path.unwrap_or_default().trim_matches('/').to_string();
@@ -352,7 +352,7 @@ async fn run(cli: Cli) -> Result<i32> {
             from_server,
             passphrase_file,
         } => {
-            let agent = Agent::open(&home)?;
+            let agent = Agent::open(&home, !json_output)?;
             let (server, sealer) = source(&agent, from_server, passphrase_file).await?;
             // The passphrase is checked (the key unwrapped) before anything is written.
             let manifest = agent.manifest(&server, &recovery_point, &sealer).await?;
@@ -387,7 +387,7 @@ async fn run(cli: Cli) -> Result<i32> {
             );
         }
         Command::Jobs => {
-            let agent = Agent::open(&home)?;
+            let agent = Agent::open(&home, !json_output)?;
             let jobs: Value = agent.service.get("/backup/v1/jobs").await?;
             let list = jobs["value"].as_array().cloned().unwrap_or_default();
             let human = list
@@ -426,7 +426,7 @@ async fn run(cli: Cli) -> Result<i32> {
             print(json_output, &value, &human);
         }
         Command::Unregister => {
-            let agent = Agent::open(&home)?;
+            let agent = Agent::open(&home, !json_output)?;
             agent.service.delete("/backup/v1/register").await?;
             let mut config = home.load()?;
             config.registration = None;

@@ -248,6 +248,8 @@ async fn restore_entries(
             }
         })
     };
+    let total: u64 = groups.iter().flatten().map(|(_, e)| e.size).sum();
+    let bar = crate::progress::bytes(agent.progress, total, "restore");
     let result = async {
         for group in &groups {
             match group.as_slice() {
@@ -262,6 +264,7 @@ async fn restore_entries(
                     if let Some(writer) = writer {
                         writer.finish(entry, conflict, report)?;
                     }
+                    bar.inc(entry.size);
                 }
                 _ => {
                     let chunks = next_unit(&mut rx).await?;
@@ -270,6 +273,7 @@ async fn restore_entries(
                             writer.write(&entry.chunks, &chunks)?;
                             writer.finish(entry, conflict, report)?;
                         }
+                        bar.inc(entry.size);
                     }
                 }
             }
@@ -278,6 +282,7 @@ async fn restore_entries(
     }
     .await;
     fetcher.abort();
+    bar.finish_and_clear();
     result?;
     // Directory metadata last: writing files inside would change their mtimes.
     for (relative, entry) in planned.iter().rev() {
