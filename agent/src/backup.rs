@@ -239,8 +239,8 @@ fn pipeline(
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let (seal_tx, seal_rx) = sync_channel::<(String, Vec<u8>)>(workers * 4);
-    let (pack_tx, pack_rx) = sync_channel::<(String, Vec<u8>)>(workers * 4);
+    let (seal_tx, seal_rx) = sync_channel::<(String, Vec<u8>)>(workers * 16);
+    let (pack_tx, pack_rx) = sync_channel::<(String, Vec<u8>)>(workers * 16);
     let seal_rx = Arc::new(Mutex::new(seal_rx));
     let uploaded = Mutex::new((0u64, 0u64, 0u64));
     let failure: Mutex<Option<AgentError>> = Mutex::new(None);

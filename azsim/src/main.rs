@@ -129,12 +129,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     sim_core::install_crypto_provider();
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Up(args) => up(args).await,
         Command::Env(args) => env::print(&args),
         Command::Clock(args) => clock::run(args).await,
         Command::VaultCredentials(args) => vault_credentials::run(args).await,
+    };
+    // One line a person can act on (no backtrace, whatever RUST_BACKTRACE says).
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
     }
 }
