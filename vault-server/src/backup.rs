@@ -122,7 +122,7 @@ impl Backup {
             )));
         }
         Ok(sqlx::query_as::<_, RecoveryPoint>(
-            "SELECT name, created_at, expires_at FROM recovery_points WHERE vault_id = ? AND container = ? AND item = ? ORDER BY created_at DESC",
+            "SELECT name, created_at, expires_at FROM recovery_points WHERE vault_id = ? AND container = ? AND item = ? ORDER BY created_at DESC, rowid DESC",
         )
         .bind(vault.id)
         .bind(container)

@@ -364,7 +364,7 @@ impl DataPlane {
         let rows: Vec<(String, String, String, i64, Option<i64>, i64)> = sqlx::query_as(
             "SELECT r.name, r.item, p.friendly_name, r.created_at, r.expires_at, r.chunk_count FROM recovery_points r \
              JOIN protected_items p ON p.vault_id = r.vault_id AND p.container = r.container AND p.name = r.item \
-             WHERE r.vault_id = ? AND r.container = ? ORDER BY r.created_at DESC, r.name DESC",
+             WHERE r.vault_id = ? AND r.container = ? ORDER BY r.created_at DESC, r.rowid DESC",
         )
         .bind(vault_id)
         .bind(container)
