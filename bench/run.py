@@ -75,8 +75,8 @@ def main():
     data = args.data or os.path.join(work, "bench-data", "data")
     if not args.data:
         sh([sys.executable, SHARED, "generate", "--root", data])
-    sh([sys.executable, SHARED, "revert", "--root", data], stderr=subprocess.DEVNULL) if os.path.exists(
-        os.path.join(os.path.dirname(data), ".mutate-undo.json")) else None
+    # A previous run may have stopped between mutate and revert.
+    subprocess.run([sys.executable, SHARED, "revert", "--root", data], capture_output=True)
 
     # ---- azsim ----
     state = os.path.join(work, "azsim")

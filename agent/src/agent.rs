@@ -121,6 +121,16 @@ pub async fn register(
     check_passphrase(passphrase)?;
     let mut config = home.load()?;
     let credentials = VaultCredentials::load(credentials)?;
+    if let Some(current) = &config.registration
+        && (current.vault != credentials.vault
+            || current.resource_group != credentials.resource_group
+            || current.subscription_id != credentials.subscription_id)
+    {
+        return Err(AgentError::Credentials(format!(
+            "this machine is registered to vault {} (resource group {}); these credentials are for vault {} — unregister first to move it",
+            current.vault, current.resource_group, credentials.vault
+        )));
+    }
     let http = http_client(config.ca_file.as_deref(), config.proxy.as_deref())?;
     let vault_identity = CertIdentity {
         authority: credentials.authority.clone(),

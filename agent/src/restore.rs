@@ -537,3 +537,26 @@ async fn fetch_chunks<'a>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_and_parent_paths_are_refused() {
+        assert!(safe_relative("docs/a.txt").is_ok());
+        for bad in ["/etc/passwd", "../outside", "docs/../../x", "a/./../b"] {
+            assert!(safe_relative(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_written_through_a_symlink() {
+        let target = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), target.path().join("escape")).unwrap();
+        let through = target.path().join("escape/file.txt");
+        assert!(no_symlink_between(target.path(), &through).is_err());
+        assert!(no_symlink_between(target.path(), &target.path().join("plain/file.txt")).is_ok());
+    }
+}
