@@ -72,23 +72,7 @@ impl VaultRequestProperties {
 
 /// Parses a JSON body; the error names the path of the bad field.
 pub fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, KvError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(KvError::InvalidRequest(
-            "The request body is empty; send the resource as JSON.".into(),
-        ));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            KvError::InvalidRequest(format!("The request body is not valid JSON: {}", e.inner()))
-        } else {
-            KvError::InvalidRequest(format!(
-                "The request body has an invalid value at '{path}': {}",
-                e.inner()
-            ))
-        }
-    })
+    sim_core::arm::parse_body(body).map_err(KvError::InvalidRequest)
 }
 
 /// Vault names: 3–24 characters, letters, digits and hyphens, starting with a letter,

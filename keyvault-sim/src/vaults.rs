@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 use sim_core::SimClock;
+use sim_core::arm::same_location;
 use sim_core::well_known;
 use sqlx::SqlitePool;
 use tokio::sync::Mutex;
@@ -594,12 +595,6 @@ impl Vaults {
         self.forget_cached();
         Ok(())
     }
-}
-
-/// Azure compares regions without case or spaces ("East US" = "eastus").
-fn same_location(a: &str, b: &str) -> bool {
-    let normalise = |s: &str| s.replace(' ', "").to_ascii_lowercase();
-    normalise(a) == normalise(b)
 }
 
 fn policies_json(policies: &[AccessPolicy]) -> String {

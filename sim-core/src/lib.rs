@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod api_error;
+pub mod arm;
 pub mod auth;
 pub mod cli;
 pub mod clock;

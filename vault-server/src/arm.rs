@@ -8,7 +8,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
 use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -80,19 +79,18 @@ impl ArmCall {
         parse_json(&self.body)
     }
 
-    /// `$filter` terms `key eq 'value'` joined by `and`, keys lower-cased.
-    pub fn filter(&self) -> BTreeMap<String, String> {
+    /// The `$filter` of the request.
+    pub fn filter(&self) -> Filter {
         let mut terms = BTreeMap::new();
-        let Some(filter) = self.query.get("$filter") else {
-            return terms;
-        };
-        for term in split_and(filter) {
-            if let Some((key, value)) = term.split_once(" eq ") {
-                let value = value.trim().trim_matches('\'').to_string();
-                terms.insert(key.trim().to_ascii_lowercase(), value);
+        if let Some(filter) = self.query.get("$filter") {
+            for term in split_and(filter) {
+                if let Some((key, value)) = term.split_once(" eq ") {
+                    let value = value.trim().trim_matches('\'').to_string();
+                    terms.insert(key.trim().to_ascii_lowercase(), value);
+                }
             }
         }
-        terms
+        Filter(terms)
     }
 
     /// A page of `items` after `$skipToken` (an offset), at most `$top`, with an absolute
@@ -124,6 +122,18 @@ impl ArmCall {
     }
 }
 
+/// `$filter` terms `key eq 'value'` joined by `and` (keys lower-cased).
+pub struct Filter(BTreeMap<String, String>);
+
+impl Filter {
+    /// True when the filter says nothing about `key`, or names `value` (any case).
+    pub fn admits(&self, key: &str, value: &str) -> bool {
+        self.0
+            .get(key)
+            .is_none_or(|wanted| wanted.eq_ignore_ascii_case(value))
+    }
+}
+
 /// `key eq 'a' and key2 eq 'b and c'`: splits on ` and ` outside quotes.
 fn split_and(filter: &str) -> Vec<String> {
     let mut terms = Vec::new();
@@ -147,23 +157,7 @@ fn split_and(filter: &str) -> Vec<String> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(VsError::BadRequest(
-            "The request body is empty; send the resource as JSON.".into(),
-        ));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            VsError::BadRequest(format!("The request body is not valid JSON: {}", e.inner()))
-        } else {
-            VsError::BadRequest(format!(
-                "The request body has an invalid value at '{path}': {}",
-                e.inner()
-            ))
-        }
-    })
+    sim_core::arm::parse_body(body).map_err(VsError::BadRequest)
 }
 
 pub fn ok(body: Value) -> Response {
@@ -174,12 +168,7 @@ pub fn created(body: Value) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-/// RFC 3339 in UTC, as ARM writes timestamps.
-pub fn iso(unix: i64) -> String {
-    DateTime::<Utc>::from_timestamp(unix, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Secs, true)
-}
+pub use sim_core::arm::iso;
 
 #[cfg(test)]
 mod tests {
@@ -206,7 +195,9 @@ mod tests {
             Bytes::new(),
         );
         let filter = call.filter();
-        assert_eq!(filter["backupmanagementtype"], "MAB");
-        assert_eq!(filter["friendlyname"], "a and b");
+        assert!(filter.admits("backupmanagementtype", "mab"));
+        assert!(filter.admits("friendlyname", "A and B"));
+        assert!(!filter.admits("friendlyname", "a"));
+        assert!(filter.admits("status", "anything"));
     }
 }

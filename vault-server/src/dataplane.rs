@@ -261,6 +261,23 @@ impl DataPlane {
         if !is_hex_id(id) {
             return Err(VsError::BadRequest(format!("'{id}' is not a pack id.")));
         }
+        let size: Option<i64> =
+            sqlx::query_scalar("SELECT size FROM packs WHERE vault_id = ? AND id = ?")
+                .bind(vault_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let size = size
+            .ok_or_else(|| VsError::NotFound(format!("Pack {id} is not in this vault.")))?
+            as u64;
+        if let Some((start, end)) = range
+            && end > size
+        {
+            return Err(VsError::BadRequest(format!(
+                "The range {start}-{} reaches past the end of pack {id} ({size} bytes).",
+                end - 1
+            )));
+        }
         let path = pack_path(vault_id, id);
         let result = match range {
             Some((start, end)) => self.store.get_range(&path, start..end).await,

@@ -117,8 +117,4 @@ pub async fn put(
     }
 }
 
-/// Azure compares regions without case or spaces ("West Europe" = "westeurope").
-pub fn same_location(a: &str, b: &str) -> bool {
-    let normalise = |s: &str| s.replace(' ', "").to_ascii_lowercase();
-    normalise(a) == normalise(b)
-}
+pub use sim_core::arm::same_location;

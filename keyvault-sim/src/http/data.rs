@@ -21,12 +21,13 @@ use sim_core::ApiError;
 use sim_core::auth::{Principal, TokenError};
 
 use super::wire::{self, RestoreBody, SetBody, UpdateBody};
-use super::{KvState, host, request_authority};
+use super::{KvState, host};
 use crate::error::{Denial, KvError};
 use crate::policy::{self, SecretPermission};
 use crate::secrets::{MAX_PAGE, NewSecret, SecretUpdate};
 use crate::vault_spec::parse;
 use crate::vaults::Vault;
+use sim_core::arm::request_authority;
 
 pub fn router(state: KvState) -> Router {
     Router::new()

@@ -8,17 +8,18 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sim_core::ApiError;
+use sim_core::arm::iso;
 use sim_core::auth::Principal;
 
-use super::{KvState, request_authority};
+use super::KvState;
 use crate::error::KvError;
 use crate::policy::{AccessPolicy, PolicyEdit};
 use crate::vault_spec::{VaultRequest, parse};
 use crate::vaults::{Upserted, Vault};
+use sim_core::arm::request_authority;
 
 /// The management router. `vault_dns` is `vault.localhost:<data-plane port>`, from which
 /// each vault's `vaultUri` is made.
@@ -486,10 +487,4 @@ fn deleted_json(vault: &Vault) -> Value {
             "purgeProtectionEnabled": vault.purge_protection,
         },
     })
-}
-
-fn iso(unix: i64) -> String {
-    DateTime::<Utc>::from_timestamp(unix, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -10,7 +10,6 @@ pub mod host;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, Uri};
 use sim_core::SimClock;
 use sim_core::auth::TokenVerifier;
 use sqlx::SqlitePool;
@@ -40,16 +39,3 @@ pub struct Shared {
 }
 
 pub type KvState = Arc<Shared>;
-
-/// The `host[:port]` a request was sent to: the URI authority over HTTP/2, `Host` otherwise.
-pub(crate) fn request_authority(uri: &Uri, headers: &HeaderMap) -> String {
-    uri.authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "localhost".to_string())
-}

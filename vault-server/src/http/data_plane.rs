@@ -37,9 +37,9 @@ pub async fn handle(
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let now = state.clock.unix();
-    match (method.clone(), segments.as_slice()) {
-        (Method::POST, ["register"]) => return register(state, &caller, &body, now).await,
-        (Method::GET, ["servers", server, "encryption"]) => {
+    match (&method, segments.as_slice()) {
+        (&Method::POST, ["register"]) => return register(state, &caller, &body, now).await,
+        (&Method::GET, ["servers", server, "encryption"]) => {
             return encryption(state, &caller, server).await;
         }
         _ => {}
@@ -52,7 +52,7 @@ pub async fn handle(
     })?;
     let vault = state.vaults.by_id(machine.vault_id).await?;
     let data = &state.data;
-    match (method, segments.as_slice()) {
+    match (method.clone(), segments.as_slice()) {
         (Method::DELETE, ["register"]) => {
             state.backup.unregister(&vault, &machine.container).await?;
             for app in data.machine_apps(vault.id, &machine.container).await? {
@@ -137,7 +137,7 @@ pub async fn handle(
                 .into_response())
         }
         _ => Err(VsError::NoRoute {
-            method: "backup".into(),
+            method: method.to_string(),
             path: path.to_string(),
         }),
     }

@@ -91,19 +91,6 @@ impl From<VsError> for Failure {
     }
 }
 
-/// `host[:port]` the client called: the URI authority over HTTP/2, `Host` otherwise.
-fn origin(uri: &Uri, headers: &HeaderMap) -> String {
-    uri.authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
 async fn handle(
     state: &VsState,
     method: Method,
@@ -111,7 +98,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, Failure> {
-    let origin = origin(uri, headers);
+    let origin = sim_core::arm::request_authority(uri, headers);
     // ARM tolerates doubled slashes (the Azure CLI sends `//metadata/endpoints`).
     let normalised = collapse_slashes(uri.path());
     let path = normalised.as_str();

@@ -374,9 +374,7 @@ async fn vault_config(state: &VsState, call: &ArmCall, vault: Vault) -> Result<R
 
 /// MARS views answer only to `backupManagementType eq 'MAB'` (or no filter).
 fn is_mab(call: &ArmCall) -> bool {
-    call.filter()
-        .get("backupmanagementtype")
-        .is_none_or(|t| t.eq_ignore_ascii_case("MAB"))
+    call.filter().admits("backupmanagementtype", "MAB")
 }
 
 async fn containers(
@@ -412,11 +410,7 @@ async fn containers(
     let filter = call.filter();
     let listed = if is_mab(call) {
         all.iter()
-            .filter(|(c, _)| {
-                filter
-                    .get("friendlyname")
-                    .is_none_or(|f| f.eq_ignore_ascii_case(&c.friendly_name))
-            })
+            .filter(|(c, _)| filter.admits("friendlyname", &c.friendly_name))
             .map(render)
             .collect()
     } else {
@@ -447,21 +441,11 @@ async fn items(
         return Ok(ok(backup::item_json(vault, found)));
     }
     let filter = call.filter();
-    let file_folder = filter
-        .get("itemtype")
-        .is_none_or(|t| t.eq_ignore_ascii_case("FileFolder"));
+    let file_folder = filter.admits("itemtype", "FileFolder");
     let listed = if is_mab(call) && file_folder {
         all.iter()
-            .filter(|i| {
-                filter
-                    .get("containername")
-                    .is_none_or(|c| c.eq_ignore_ascii_case(&i.container))
-            })
-            .filter(|i| {
-                filter
-                    .get("policyname")
-                    .is_none_or(|p| p.eq_ignore_ascii_case(&i.policy_name))
-            })
+            .filter(|i| filter.admits("containername", &i.container))
+            .filter(|i| filter.admits("policyname", &i.policy_name))
             .map(|i| backup::item_json(vault, i))
             .collect()
     } else {
@@ -516,16 +500,8 @@ async fn jobs(
     let filter = call.filter();
     let listed = if is_mab(call) {
         all.iter()
-            .filter(|j| {
-                filter
-                    .get("operation")
-                    .is_none_or(|o| o.eq_ignore_ascii_case(&j.operation))
-            })
-            .filter(|j| {
-                filter
-                    .get("status")
-                    .is_none_or(|s| s.eq_ignore_ascii_case(&j.status))
-            })
+            .filter(|j| filter.admits("operation", &j.operation))
+            .filter(|j| filter.admits("status", &j.status))
             .map(|j| backup::job_json(vault, j))
             .collect()
     } else {

@@ -1,0 +1,140 @@
+//! The pack store of the backup data plane and its bad inputs: damaged or malformed packs,
+//! ranges past the end, unknown packs and commits that reference missing chunks.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use vault_server::VsError;
+
+/// A pack of `blobs` with its trailing index, as the agent builds it.
+fn pack(blobs: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let mut data = Vec::new();
+    let mut index = Vec::new();
+    for (id, blob) in blobs {
+        index.push(serde_json::json!({"id": id, "offset": data.len(), "length": blob.len()}));
+        data.extend_from_slice(blob);
+    }
+    let index = serde_json::to_vec(&index).unwrap();
+    data.extend_from_slice(&index);
+    data.extend_from_slice(&(index.len() as u32).to_le_bytes());
+    (blake3::hash(&data).to_hex().to_string(), data)
+}
+
+#[tokio::test]
+async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
+    let t = start().await;
+    t.group("rg1").await;
+    t.vault("rg1", "vault1", minimal_vault()).await;
+    let state = &t.vs.server.state;
+    let vault = state.vaults.get(SUB, "rg1", "vault1").await.unwrap();
+    let data = &state.data;
+    let chunk = "a".repeat(64);
+    let (id, body) = pack(&[(&chunk, b"sealed bytes")]);
+
+    let wrong_id = "b".repeat(64);
+    let damaged = data
+        .put_pack(vault.id, &wrong_id, Bytes::from(body.clone()), 1)
+        .await;
+    assert!(matches!(damaged, Err(VsError::BadRequest(m)) if m.contains("does not match")));
+    let mut bad_index = body.clone();
+    let len = bad_index.len();
+    bad_index[len - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+    let bad_id = blake3::hash(&bad_index).to_hex().to_string();
+    let malformed = data
+        .put_pack(vault.id, &bad_id, Bytes::from(bad_index), 1)
+        .await;
+    assert!(matches!(malformed, Err(VsError::BadRequest(m)) if m.contains("malformed")));
+
+    assert_eq!(
+        data.missing(vault.id, std::slice::from_ref(&chunk))
+            .await
+            .unwrap(),
+        std::slice::from_ref(&chunk)
+    );
+    assert_eq!(
+        data.put_pack(vault.id, &id, Bytes::from(body.clone()), 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        data.missing(vault.id, std::slice::from_ref(&chunk))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        data.put_pack(vault.id, &id, Bytes::from(body.clone()), 1)
+            .await
+            .unwrap(),
+        1,
+        "idempotent"
+    );
+
+    let first = data.read_pack(vault.id, &id, Some((0, 12))).await.unwrap();
+    assert_eq!(&first[..], b"sealed bytes");
+    let past = data
+        .read_pack(vault.id, &id, Some((0, body.len() as u64 + 1)))
+        .await;
+    assert!(matches!(past, Err(VsError::BadRequest(m)) if m.contains("past the end")));
+    let unknown = data.read_pack(vault.id, &"c".repeat(64), None).await;
+    assert!(matches!(unknown, Err(VsError::NotFound(_))));
+    assert!(matches!(
+        data.missing(vault.id, &["NOT-HEX".into()]).await,
+        Err(VsError::BadRequest(_))
+    ));
+
+    state
+        .backup
+        .register_container(&vault, "server1", "test", 1)
+        .await
+        .unwrap();
+    state
+        .backup
+        .protect_item(&vault, "server1", "item1", "/data", 1)
+        .await
+        .unwrap();
+    let orphan = data
+        .commit(
+            &vault,
+            "server1",
+            "item1",
+            "rp1",
+            Bytes::from_static(b"m"),
+            &["d".repeat(64)],
+            2,
+            None,
+        )
+        .await;
+    assert!(matches!(orphan, Err(VsError::BadRequest(m)) if m.contains("does not hold")));
+    let unprotected = data
+        .commit(
+            &vault,
+            "server1",
+            "other",
+            "rp1",
+            Bytes::from_static(b"m"),
+            std::slice::from_ref(&chunk),
+            2,
+            None,
+        )
+        .await;
+    assert!(matches!(unprotected, Err(VsError::BadRequest(m)) if m.contains("not protected")));
+    data.commit(
+        &vault,
+        "server1",
+        "item1",
+        "rp1",
+        Bytes::from_static(b"m"),
+        &[chunk],
+        2,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        &data.manifest(vault.id, "server1", "rp1").await.unwrap()[..],
+        b"m"
+    );
+}
