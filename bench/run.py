@@ -67,10 +67,10 @@ def main():
     work = args.work or tempfile.mkdtemp(prefix="azsim-bench-")
     os.makedirs(work, exist_ok=True)
     print(f"work directory: {work}")
-    sh(["cargo", "build", "--release", "--locked", "-p", "azsim", "-p", "agent"], cwd=ROOT)
+    sh(["cargo", "build", "--profile", "profiling", "--locked", "-p", "azsim", "-p", "agent"], cwd=ROOT)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    azsim_bin = os.path.join(target, "release", "azsim")
-    agent_bin = os.path.join(target, "release", "mars-agent")
+    azsim_bin = os.path.join(target, "profiling", "azsim")
+    agent_bin = os.path.join(target, "profiling", "mars-agent")
 
     data = args.data or os.path.join(work, "bench-data", "data")
     if not args.data:

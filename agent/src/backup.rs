@@ -9,6 +9,7 @@
 //! A killed run leaves its uploaded packs in the vault, so the next run skips them.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -24,7 +25,7 @@ use tokio::runtime::Handle;
 use crate::agent::Agent;
 use crate::config::write_atomic;
 use crate::error::{AgentError, Result};
-use crate::manifest::{Entry, Kind, Manifest};
+use crate::manifest::{Entry, Kind, Manifest, encode_path};
 use crate::sealing::{PackBuilder, Sealer};
 use crate::walk::{self, Walked};
 
@@ -235,6 +236,8 @@ fn pipeline(
     let bar = crate::progress::bytes(agent.progress, to_read, "backup");
     let mut new_index = Index::new();
     let mut entries: Vec<Entry> = Vec::with_capacity(walked.len());
+    // Hard links: (device, inode) of files with more than one name → their link group.
+    let mut link_groups: HashMap<(u64, u64), u64> = HashMap::new();
 
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -270,6 +273,10 @@ fn pipeline(
                 break;
             }
             let (mtime, mtime_nsec) = walk::mtime(&walked.meta);
+            let index_key = match &walked.raw {
+                Some(raw) => format!("\0{}", STANDARD.encode(raw)),
+                None => walked.rel.clone(),
+            };
             let mut entry = Entry {
                 path: walked.rel.clone(),
                 kind: walked.kind.clone(),
@@ -279,16 +286,30 @@ fn pipeline(
                 size: 0,
                 chunks: Vec::new(),
                 target: None,
+                raw_path: walked.raw.as_deref().map(|raw| STANDARD.encode(raw)),
+                raw_target: None,
+                uid: Some(walked.meta.uid()),
+                gid: Some(walked.meta.gid()),
+                xattrs: if walked.kind == Kind::Symlink {
+                    Default::default()
+                } else {
+                    user_xattrs(&walked.abs, &mut report.warnings)
+                },
+                link: None,
             };
             match walked.kind {
                 Kind::Dir => report.directories += 1,
                 Kind::Symlink => {
                     report.symlinks += 1;
-                    match std::fs::read_link(&walked.abs).map(|t| t.to_str().map(str::to_string)) {
-                        Ok(Some(target)) => entry.target = Some(target),
-                        _ => {
+                    match std::fs::read_link(&walked.abs) {
+                        Ok(target) => {
+                            let (text, raw) = encode_path(target.as_os_str().as_bytes());
+                            entry.target = Some(text);
+                            entry.raw_target = raw;
+                        }
+                        Err(e) => {
                             report.warnings.push(format!(
-                                "{}: cannot read the link target",
+                                "{}: cannot read the link target: {e}",
                                 walked.abs.display()
                             ));
                             continue;
@@ -298,8 +319,13 @@ fn pipeline(
                 Kind::File => {
                     entry.size = walked.meta.len();
                     report.bytes_scanned += entry.size;
+                    if walked.meta.nlink() > 1 {
+                        let next = link_groups.len() as u64;
+                        let key = (walked.meta.dev(), walked.meta.ino());
+                        entry.link = Some(*link_groups.entry(key).or_insert(next));
+                    }
                     let previous = old_index
-                        .get(&walked.rel)
+                        .get(&index_key)
                         .filter(|e| unchanged(e, &walked.meta));
                     let chunks = match previous {
                         Some(previous) => previous.chunks.clone(),
@@ -321,7 +347,7 @@ fn pipeline(
                     report.files += 1;
                     entry.chunks = chunks.clone();
                     new_index.insert(
-                        walked.rel.clone(),
+                        index_key,
                         IndexEntry {
                             size: walked.meta.len(),
                             mtime: walked.meta.mtime(),
@@ -354,6 +380,42 @@ fn pipeline(
         entries,
     };
     Ok((manifest, report, new_index))
+}
+
+/// Extended attributes of the `user.` namespace (the ones a user owns; `security.` and
+/// `trusted.` belong to the system). A file system without xattrs has none.
+fn user_xattrs(
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => return out,
+        Err(e) => {
+            warnings.push(format!(
+                "{}: extended attributes not backed up: {e}",
+                path.display()
+            ));
+            return out;
+        }
+    };
+    for name in names {
+        let Some(text) = name.to_str().filter(|n| n.starts_with("user.")) else {
+            continue;
+        };
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => {
+                out.insert(text.to_string(), STANDARD.encode(value));
+            }
+            Ok(None) => {}
+            Err(e) => warnings.push(format!(
+                "{}: extended attribute {text} not backed up: {e}",
+                path.display()
+            )),
+        }
+    }
+    out
 }
 
 /// The cache volume needs free space of at least 5 % of the protected data (MARS's rule).

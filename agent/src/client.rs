@@ -1,6 +1,11 @@
 //! Talking to Entra (client-assertion sign-in with a certificate) and to vault-server's
 //! `/backup/v1` data plane. Tokens are cached until a minute before they expire.
+//!
+//! The agent keeps the service's time, not its own: every response's `Date` header updates
+//! the skew, and assertions are signed at the service's time (as clients correct clock
+//! skew), so `azsim clock advance` moves the agent along with the vault.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -25,12 +30,12 @@ pub struct CertIdentity {
 }
 
 impl CertIdentity {
-    fn assertion(&self, token_url: &str) -> Result<String> {
+    /// A client assertion for `token_url`, valid from `now` (Unix seconds, service time).
+    fn assertion(&self, token_url: &str, now: i64) -> Result<String> {
         let der = pem_to_der(&self.certificate_pem)?;
         let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
         let mut header = Header::new(Algorithm::RS256);
         header.x5t = Some(URL_SAFE_NO_PAD.encode(sha1.as_ref()));
-        let now = chrono::Utc::now().timestamp();
         let claims = json!({
             "aud": token_url, "iss": self.client_id, "sub": self.client_id,
             "iat": now, "nbf": now - 60, "exp": now + 600, "jti": uuid::Uuid::new_v4().to_string(),
@@ -53,6 +58,38 @@ pub struct Service {
     base: String,
     identity: CertIdentity,
     token: Mutex<Option<(String, Instant)>>,
+    /// Service time minus local time, in seconds (from `Date` headers).
+    skew: AtomicI64,
+}
+
+/// What the service's `Date` header says the time is.
+fn service_time(response: &reqwest::Response) -> Option<i64> {
+    let date = response
+        .headers()
+        .get(reqwest::header::DATE)?
+        .to_str()
+        .ok()?;
+    chrono::DateTime::parse_from_rfc2822(date)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
+/// A connection failure, naming the URL and what usually fixes it.
+pub fn unreachable(url: &str, error: &reqwest::Error) -> AgentError {
+    let mut cause = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        cause = format!("{cause}: {inner}");
+        source = inner.source();
+    }
+    let hint = if cause.contains("Connection refused") {
+        " Nothing is listening there: start the stack with `azsim up`, or check the port (azsim up --vault-server-port / --entra-port)."
+    } else if cause.contains("certificate") || cause.contains("UnknownIssuer") {
+        " The server's certificate is not trusted: install with --ca-file pointing at azsim's CA (<data-dir>/tls/ca.pem, or GET /ca.pem)."
+    } else {
+        ""
+    };
+    AgentError::Network(format!("{url}: {cause}.{hint}"))
 }
 
 pub fn http_client(
@@ -94,13 +131,23 @@ async fn refusal(response: reqwest::Response) -> AgentError {
     let code = body["error"]["code"].as_str().unwrap_or_default();
     match code {
         "InvalidCertificate" => AgentError::Credentials(message),
+        "ServerNotRegistered" => unregistered(),
         _ if status == reqwest::StatusCode::NOT_FOUND => AgentError::NotFound(message),
         _ => AgentError::Service(format!("vault-server refused ({status}): {message}")),
     }
 }
 
 fn network(e: reqwest::Error) -> AgentError {
-    AgentError::Network(e.to_string())
+    let url = e.url().map(|u| u.to_string()).unwrap_or_default();
+    unreachable(&url, &e)
+}
+
+/// The server this machine registered as is gone from the vault.
+fn unregistered() -> AgentError {
+    AgentError::Unregistered(
+        "this server was unregistered from the vault; register again with `mars-agent register`"
+            .into(),
+    )
 }
 
 impl Service {
@@ -110,6 +157,19 @@ impl Service {
             base: base.trim_end_matches('/').to_string(),
             identity,
             token: Mutex::new(None),
+            skew: AtomicI64::new(0),
+        }
+    }
+
+    /// The service's current time (Unix seconds).
+    pub fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.skew.load(Ordering::Relaxed)
+    }
+
+    fn learn_time(&self, response: &reqwest::Response) {
+        if let Some(at) = service_time(response) {
+            self.skew
+                .store(at - chrono::Utc::now().timestamp(), Ordering::Relaxed);
         }
     }
 
@@ -129,29 +189,44 @@ impl Service {
             "{}/{}/oauth2/v2.0/token",
             self.identity.authority, self.identity.tenant_id
         );
-        let assertion = self.identity.assertion(&url)?;
-        let response = self
-            .http
-            .post(&url)
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", self.identity.client_id.as_str()),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ),
-                ("client_assertion", assertion.as_str()),
-                ("scope", "https://management.azure.com/.default"),
-            ])
-            .send()
-            .await
-            .map_err(network)?;
-        let status = response.status();
-        let body: Value = response.json().await.map_err(network)?;
+        // A refusal for the assertion's time (AADSTS700024) teaches the service's time from
+        // its `Date`: sign once more with it.
+        let mut body = Value::Null;
+        let mut status = reqwest::StatusCode::OK;
+        for _ in 0..2 {
+            let assertion = self.identity.assertion(&url, self.now())?;
+            let response = self
+                .http
+                .post(&url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", self.identity.client_id.as_str()),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                    ("scope", "https://management.azure.com/.default"),
+                ])
+                .send()
+                .await
+                .map_err(network)?;
+            self.learn_time(&response);
+            status = response.status();
+            body = response.json().await.map_err(network)?;
+            let codes = body["error_codes"].as_array().cloned().unwrap_or_default();
+            if !codes.iter().any(|c| c.as_i64() == Some(700024)) {
+                break;
+            }
+        }
         let Some(token) = body["access_token"].as_str() else {
             let description = body["error_description"]
                 .as_str()
                 .unwrap_or("no description");
+            let codes = body["error_codes"].as_array().cloned().unwrap_or_default();
+            if codes.iter().any(|c| c.as_i64() == Some(700016)) {
+                return Err(unregistered());
+            }
             return Err(if description.contains("expired") {
                 AgentError::Credentials(format!(
                     "the vault credentials expired; download new ones from the vault ({status}: {description})"
@@ -192,6 +267,7 @@ impl Service {
                 continue;
             }
             let response = outcome.map_err(network)?;
+            self.learn_time(&response);
             if response.status().is_success() {
                 return Ok(response);
             }

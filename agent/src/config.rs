@@ -141,6 +141,26 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename (mode 0600).
+/// Creates `path` (mode 0600) with `bytes`; refuses an existing file, so nothing the user
+/// keeps (a passphrase, say) is ever overwritten.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            AgentError::Usage(format!(
+                "{} exists; --generate-passphrase never overwrites a file (it may hold the passphrase of a registered server). Name a new file.",
+                path.display()
+            ))
+        } else {
+            AgentError::io(path, e)
+        }
+    })?;
+    file.write_all(bytes).map_err(|e| AgentError::io(path, e))?;
+    file.sync_all().map_err(|e| AgentError::io(path, e))
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();

@@ -9,6 +9,15 @@ pub enum AgentError {
     WrongPassphrase,
     #[error("the agent is not registered; run `mars-agent register` first")]
     NotRegistered,
+    /// The vault no longer knows this server (unregistered through the portal or ARM).
+    #[error("{0}")]
+    Unregistered(String),
+    /// A restore finished what it could; these files were damaged in the vault.
+    #[error("{message}")]
+    Damaged {
+        message: String,
+        files: Vec<crate::restore::DamagedFile>,
+    },
     #[error("{0}")]
     Credentials(String),
     /// The vault does not have what was asked for.
@@ -42,12 +51,46 @@ impl AgentError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AgentError::Usage(_) | AgentError::Credentials(_) | AgentError::NotRegistered => 2,
+            AgentError::Usage(_)
+            | AgentError::Credentials(_)
+            | AgentError::NotRegistered
+            | AgentError::Unregistered(_) => 2,
             AgentError::WrongPassphrase => 4,
             AgentError::Network(_) | AgentError::Service(_) | AgentError::NotFound(_) => 5,
-            AgentError::Integrity(_) | AgentError::Crypto(_) => 6,
+            AgentError::Integrity(_) | AgentError::Crypto(_) | AgentError::Damaged { .. } => 6,
             AgentError::Io { .. } => 7,
         }
+    }
+
+    /// A short stable name of the kind of failure (the `code` of `--json` errors).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AgentError::Usage(_) => "Usage",
+            AgentError::WrongPassphrase => "WrongPassphrase",
+            AgentError::NotRegistered => "NotRegistered",
+            AgentError::Unregistered(_) => "Unregistered",
+            AgentError::Damaged { .. } => "DamagedData",
+            AgentError::Credentials(_) => "Credentials",
+            AgentError::NotFound(_) => "NotFound",
+            AgentError::Service(_) => "ServiceRefused",
+            AgentError::Network(_) => "Network",
+            AgentError::Crypto(_) => "Crypto",
+            AgentError::Integrity(_) => "Integrity",
+            AgentError::Io { .. } => "Io",
+        }
+    }
+
+    /// The `--json` form: `{"error": {"code", "message", "exitCode", …}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut error = serde_json::json!({
+            "code": self.code(),
+            "message": self.to_string(),
+            "exitCode": self.exit_code(),
+        });
+        if let AgentError::Damaged { files, .. } = self {
+            error["damaged"] = serde_json::to_value(files).unwrap_or_default();
+        }
+        serde_json::json!({ "error": error })
     }
 }
 

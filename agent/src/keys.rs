@@ -33,6 +33,13 @@ pub struct WrappedKey {
 }
 
 /// Passphrase rules of MARS: at least 16 characters, ASCII ≤ 127 only.
+/// A new random passphrase (48 hex digits, 192 bits).
+pub fn generate_passphrase() -> Result<String> {
+    let mut raw = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| AgentError::Crypto("no randomness".into()))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 pub fn check_passphrase(passphrase: &str) -> Result<()> {
     if passphrase.chars().count() < 16 {
         return Err(AgentError::Usage(format!(

@@ -55,6 +55,7 @@ enum Command {
     },
     /// Register this machine with a vault, using a vault credentials file.
     Register {
+        /// The `.VaultCredentials` file downloaded from the vault (valid 10 days).
         #[arg(long)]
         vault_credentials: PathBuf,
         /// File holding the passphrase (at least 16 ASCII characters).
@@ -64,7 +65,8 @@ enum Command {
             required_unless_present = "generate_passphrase"
         )]
         passphrase_file: Option<PathBuf>,
-        /// Generate a passphrase and write it to this file (keep it safe).
+        /// Generate a passphrase and write it to this new file (keep it safe; an existing
+        /// file is never overwritten).
         #[arg(long)]
         generate_passphrase: Option<PathBuf>,
         /// Name of this server in the vault (default: the host name).
@@ -77,6 +79,7 @@ enum Command {
     },
     /// Back up now.
     Backup {
+        /// Folders (or files) to back up; each becomes a protected item.
         #[arg(long, required = true, num_args = 1..)]
         include: Vec<PathBuf>,
         /// Glob patterns to leave out (matched on names and relative paths).
@@ -88,24 +91,33 @@ enum Command {
     },
     /// List recovery points.
     RecoveryPoints {
-        /// Another server of the vault.
+        /// List another server's recovery points (servers of one vault may restore each
+        /// other's data with the passphrase).
         #[arg(long)]
         from_server: Option<String>,
     },
     /// List the entries of a recovery point.
     Ls {
+        /// The recovery point (from `recovery-points`).
         recovery_point: String,
+        /// Only entries under this path: relative to the backed-up folder, or its original
+        /// absolute path.
         path: Option<String>,
+        /// A recovery point of another server of the vault (needs its passphrase).
         #[arg(long, requires = "passphrase_file")]
         from_server: Option<String>,
+        /// The passphrase of the server whose backup is read (checked when given).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
     /// Restore from a recovery point.
     Restore {
+        /// The recovery point (from `recovery-points`).
         recovery_point: String,
-        /// Paths inside the recovery point (default: everything).
+        /// What to restore (default: everything): paths relative to the backed-up folder,
+        /// or their original absolute paths.
         paths: Vec<String>,
+        /// Restore into this directory (an alternate location).
         #[arg(
             long,
             conflicts_with = "original",
@@ -115,11 +127,14 @@ enum Command {
         /// Restore to the original location.
         #[arg(long)]
         original: bool,
+        /// What to do when a restored name exists: copy (restore beside it as
+        /// `name (restored N)`), overwrite, or skip.
         #[arg(long, value_enum, default_value = "copy")]
         on_conflict: OnConflict,
         /// Restore another server's backup (needs that server's passphrase).
         #[arg(long, requires = "passphrase_file")]
         from_server: Option<String>,
+        /// The passphrase of the server whose backup is restored (checked when given).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
@@ -184,6 +199,10 @@ async fn run(cli: Cli) -> Result<i32> {
             create_private_dir(&cache_dir)?;
             let cache_dir =
                 std::fs::canonicalize(&cache_dir).map_err(|e| AgentError::io(&cache_dir, e))?;
+            // Stored absolute: the agent runs from any directory afterwards.
+            let ca_file = ca_file
+                .map(|f| std::fs::canonicalize(&f).map_err(|e| AgentError::io(&f, e)))
+                .transpose()?;
             let registration = home.load().ok().and_then(|c| c.registration);
             let config = AgentConfig {
                 cache_dir: cache_dir.clone(),
@@ -218,11 +237,10 @@ async fn run(cli: Cli) -> Result<i32> {
             let passphrase = match (&passphrase_file, &generate_passphrase) {
                 (Some(file), _) => read_passphrase(file)?,
                 (None, Some(out)) => {
-                    let mut raw = [0u8; 24];
-                    aws_lc_rs::rand::fill(&mut raw)
-                        .map_err(|_| AgentError::Crypto("no randomness".into()))?;
-                    let phrase: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-                    agent::config::write_atomic(out, phrase.as_bytes())?;
+                    // Written first (so the passphrase is safe before anything depends on
+                    // it), never over an existing file, and removed if registration fails.
+                    let phrase = agent::keys::generate_passphrase()?;
+                    agent::config::write_new_private(out, phrase.as_bytes())?;
                     phrase
                 }
                 (None, None) => unreachable!("clap requires one"),
@@ -232,14 +250,23 @@ async fn run(cli: Cli) -> Result<i32> {
                     .map(|h| h.trim().to_string())
                     .unwrap_or_else(|_| "localhost".into())
             });
-            let registration = registered::register(
+            let registration = match registered::register(
                 &home,
                 &vault_credentials,
                 &passphrase,
                 &name,
                 key_vault_uri.as_deref(),
             )
-            .await?;
+            .await
+            {
+                Ok(registration) => registration,
+                Err(error) => {
+                    if let Some(out) = &generate_passphrase {
+                        let _ = std::fs::remove_file(out);
+                    }
+                    return Err(error);
+                }
+            };
             print(
                 json_output,
                 &json!({"serverName": registration.server_name, "vault": registration.vault, "resourceGroup": registration.resource_group, "clientId": registration.client_id}),
@@ -305,12 +332,21 @@ async fn run(cli: Cli) -> Result<i32> {
                     format!(
                         "{}  {}  {}",
                         p["name"].as_str().unwrap_or(""),
-                        p["created"],
+                        readable(&p["created"]),
                         p["path"].as_str().unwrap_or("")
                     )
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
+            let points = points
+                .into_iter()
+                .map(|mut p| {
+                    for field in ["created", "expires"] {
+                        p[field] = rfc3339(&p[field]);
+                    }
+                    p
+                })
+                .collect();
             print(json_output, &Value::Array(points), &human);
         }
         Command::Ls {
@@ -322,12 +358,10 @@ async fn run(cli: Cli) -> Result<i32> {
             let agent = Agent::open(&home, !json_output)?;
             let (server, sealer) = source(&agent, from_server, passphrase_file).await?;
             let manifest = agent.manifest(&server, &recovery_point, &sealer).await?;
-            let prefix = path.unwrap_or_default().trim_matches('/').to_string();
-            let entries: Vec<Value> = manifest
-                .entries
+            let selections: Vec<String> = path.into_iter().collect();
+            let entries: Vec<Value> = agent::restore::select(&manifest, &selections)?
                 .iter()
-                .filter(|e| prefix.is_empty() || e.path == prefix || e.path.starts_with(&format!("{prefix}/")))
-                .map(|e| json!({"path": e.path, "kind": e.kind, "size": e.size, "mode": format!("{:o}", e.mode), "mtime": e.mtime}))
+                .map(|e| json!({"path": e.path, "kind": e.kind, "size": e.size, "mode": format!("{:o}", e.mode), "mtime": rfc3339(&json!(e.mtime))}))
                 .collect();
             let human = entries
                 .iter()
@@ -394,8 +428,9 @@ async fn run(cli: Cli) -> Result<i32> {
                 .iter()
                 .map(|j| {
                     format!(
-                        "{}  {:<8} {:<22} {}",
+                        "{}  {}  {:<8} {:<22} {}",
                         j["id"].as_str().unwrap_or(""),
+                        readable(&j["start"]),
                         j["operation"].as_str().unwrap_or(""),
                         j["status"].as_str().unwrap_or(""),
                         j["entity"].as_str().unwrap_or("")
@@ -403,6 +438,15 @@ async fn run(cli: Cli) -> Result<i32> {
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
+            let list = list
+                .into_iter()
+                .map(|mut j| {
+                    for field in ["start", "end"] {
+                        j[field] = rfc3339(&j[field]);
+                    }
+                    j
+                })
+                .collect();
             print(json_output, &Value::Array(list), &human);
         }
         Command::Status => {
@@ -528,7 +572,18 @@ async fn source(
     passphrase_file: Option<PathBuf>,
 ) -> Result<(String, agent::sealing::Sealer)> {
     match from_server {
-        None => Ok((agent.registration.server_name.clone(), agent.sealer.clone())),
+        // A passphrase given for this server's own backups is checked, not ignored.
+        None => {
+            let server = agent.registration.server_name.clone();
+            if let Some(file) = passphrase_file {
+                let passphrase = read_passphrase(&file)?;
+                let sealer = agent.sealer_for(&server, &passphrase).await?;
+                if sealer.key_check() != agent.sealer.key_check() {
+                    return Err(AgentError::WrongPassphrase);
+                }
+            }
+            Ok((server, agent.sealer.clone()))
+        }
         Some(server) => {
             let file = passphrase_file
                 .ok_or_else(|| AgentError::Usage("--from-server needs --passphrase-file".into()))?;
@@ -539,14 +594,53 @@ async fn source(
     }
 }
 
+/// Unix seconds as a local-free, readable UTC time (`-` when absent).
+fn readable(value: &Value) -> String {
+    value
+        .as_i64()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Unix seconds as RFC 3339 for `--json` (null stays null).
+fn rfc3339(value: &Value) -> Value {
+    value
+        .as_i64()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+        .unwrap_or(Value::Null)
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cli = Cli::parse();
+    let json_output = std::env::args().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if json_output && error.use_stderr() => {
+            let message = error.render().to_string();
+            let value =
+                json!({"error": {"code": "Usage", "message": message.trim(), "exitCode": 2}});
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+            std::process::exit(2);
+        }
+        Err(error) => error.exit(),
+    };
     let code = match run(cli).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error}");
+            if json_output {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&error.to_json()).unwrap_or_default()
+                );
+            } else {
+                eprintln!("error: {error}");
+            }
             error.exit_code()
         }
     };

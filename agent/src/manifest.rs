@@ -1,6 +1,10 @@
 //! What a recovery point holds: every entry under the protected path with its metadata and
 //! chunk ids. It travels sealed (the vault cannot read names or sizes).
 
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};
@@ -30,6 +34,54 @@ pub struct Entry {
     pub chunks: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The path's bytes (base64) when they are not UTF-8; `path` is then a lossy rendering
+    /// for display and selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_path: Option<String>,
+    /// The same for a link target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Extended attributes of the `user.` namespace: name → value (base64).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xattrs: BTreeMap<String, String>,
+    /// Files with the same link group are hard links to one inode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<u64>,
+}
+
+/// `bytes` as the manifest stores a path: the text when it is UTF-8, else a lossy text and
+/// the bytes in base64.
+pub fn encode_path(bytes: &[u8]) -> (String, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_string(), None),
+        Err(_) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            Some(STANDARD.encode(bytes)),
+        ),
+    }
+}
+
+fn decode(text: &str, raw: Option<&str>) -> Vec<u8> {
+    raw.and_then(|raw| STANDARD.decode(raw).ok())
+        .unwrap_or_else(|| text.as_bytes().to_vec())
+}
+
+impl Entry {
+    /// The path exactly as it was on the source machine (relative to the root).
+    pub fn path_bytes(&self) -> Vec<u8> {
+        decode(&self.path, self.raw_path.as_deref())
+    }
+
+    /// A link target exactly as it was.
+    pub fn target_bytes(&self) -> Option<Vec<u8>> {
+        self.target
+            .as_deref()
+            .map(|t| decode(t, self.raw_target.as_deref()))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -168,13 +168,30 @@ pub async fn token(identity: CertIdentity, service_url: &str, client: reqwest::C
                 fix: None,
             }
         }
-        Err(e) => Check {
-            endpoint,
-            step: "token",
-            ok: false,
-            detail: e.to_string(),
-            fix: Some("Download fresh vault credentials, or register again.".into()),
-        },
+        Err(e) => {
+            // The fix depends on what failed: trust, reachability, or the identity itself.
+            let fix = match &e {
+                crate::error::AgentError::Network(m)
+                    if m.contains("certificate") || m.contains("UnknownIssuer") =>
+                {
+                    "Trust the azsim development CA: `mars-agent install --ca-file <data-dir>/tls/ca.pem`."
+                }
+                crate::error::AgentError::Network(_) => {
+                    "Start the stack (`azsim up`) or check the URL, port and proxy."
+                }
+                crate::error::AgentError::Unregistered(_) => {
+                    "Register again with fresh vault credentials (`mars-agent register`)."
+                }
+                _ => "Download fresh vault credentials, or register again.",
+            };
+            Check {
+                endpoint,
+                step: "token",
+                ok: false,
+                detail: e.to_string(),
+                fix: Some(fix.into()),
+            }
+        }
         Ok(_) => Check {
             endpoint,
             step: "token",

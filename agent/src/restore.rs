@@ -2,13 +2,25 @@
 //! location, with a conflict policy. Every chunk is authenticated and checked against its
 //! id before use; entries with absolute paths or `..` are refused before anything is
 //! written; nothing is written through a symlink; a file is written beside its final name
-//! and renamed only when complete, so a partial file never looks restored.
+//! (under a short temporary name, whatever the length of the real one) and renamed only
+//! when complete, so a partial file never looks restored.
+//!
+//! What restic keeps, this keeps: holes (all-zero chunks are skipped, not written), hard
+//! links among the restored names, owners (when running as root), `user.` extended
+//! attributes, names that are not UTF-8, and every directory's mtime including the root's.
+//! A chunk that fails verification damages only the files that use it: the rest is
+//! restored and the damaged files are reported with their pack and chunk ids.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::ffi::OsStr;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -38,18 +50,34 @@ pub struct RestoreReport {
     pub skipped: u64,
     pub job: String,
     pub seconds: f64,
+    /// Files not restored because backup data they need failed verification.
+    pub damaged: Vec<DamagedFile>,
 }
 
+/// A file a restore could not produce, and the stored data at fault.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DamagedFile {
+    pub path: String,
+    pub pack: String,
+    pub chunk: String,
+    pub reason: String,
+}
+
+/// The longest file name Linux file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
 /// Refuses entry paths that could leave the target.
-fn safe_relative(path: &str) -> Result<PathBuf> {
-    let candidate = Path::new(path);
+fn safe_relative(path: &[u8]) -> Result<PathBuf> {
+    let candidate = Path::new(OsStr::from_bytes(path));
     let mut out = PathBuf::new();
     for component in candidate.components() {
         match component {
             Component::Normal(part) => out.push(part),
             _ => {
                 return Err(AgentError::Integrity(format!(
-                    "the recovery point holds an unsafe path '{path}' (absolute or with '..'); nothing was restored"
+                    "the recovery point holds an unsafe path '{}' (absolute or with '..'); nothing was restored",
+                    String::from_utf8_lossy(path)
                 )));
             }
         }
@@ -83,12 +111,53 @@ const WINDOW_CHUNKS: usize = 16;
 /// Largest single range read from a pack.
 const RANGE_BYTES: u64 = 16 * 1024 * 1024;
 
-fn wanted(entry: &Entry, selections: &[String]) -> bool {
-    selections.is_empty()
-        || selections.iter().any(|s| {
-            let s = s.trim_matches('/');
-            s.is_empty() || entry.path == s || entry.path.starts_with(&format!("{s}/"))
+/// Selections as paths inside the recovery point: relative ones as given, absolute ones
+/// (how a user names what they lost) relative to the backed-up root.
+pub fn relative_selections(root: &str, selections: &[String]) -> Vec<String> {
+    let root = root.trim_end_matches('/');
+    selections
+        .iter()
+        .map(|s| {
+            let inside = if s.starts_with('/') {
+                s.strip_prefix(root)
+                    .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                    .unwrap_or(s)
+            } else {
+                s.as_str()
+            };
+            inside.trim_matches('/').to_string()
         })
+        .collect()
+}
+
+fn selected(entry: &Entry, selection: &str) -> bool {
+    selection.is_empty()
+        || entry.path == selection
+        || entry
+            .path
+            .strip_prefix(selection)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The entries under `selections` (everything when there are none); a selection that
+/// matches nothing is an error naming it.
+pub fn select(manifest: &Manifest, selections: &[String]) -> Result<Vec<Entry>> {
+    let relative = relative_selections(&manifest.root, selections);
+    for (given, inside) in selections.iter().zip(&relative) {
+        if !manifest.entries.iter().any(|e| selected(e, inside)) {
+            return Err(AgentError::Usage(format!(
+                "nothing in the recovery point matches '{given}' (it holds {} backed up from {}; name paths relative to that root or under it)",
+                manifest.entries.len(),
+                manifest.root
+            )));
+        }
+    }
+    Ok(manifest
+        .entries
+        .iter()
+        .filter(|e| relative.is_empty() || relative.iter().any(|s| selected(e, s)))
+        .cloned()
+        .collect())
 }
 
 /// Restores with `sealer` (this server's, or another server's from its passphrase).
@@ -102,14 +171,10 @@ pub async fn run(
     conflict: OnConflict,
 ) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
-    let entries: Vec<Entry> = manifest
-        .entries
-        .into_iter()
-        .filter(|e| wanted(e, selections))
-        .collect();
+    let entries = select(&manifest, selections)?;
     let mut planned = Vec::with_capacity(entries.len());
     for entry in entries {
-        let relative = safe_relative(&entry.path)?;
+        let relative = safe_relative(&entry.path_bytes())?;
         planned.push((relative, entry));
     }
     std::fs::create_dir_all(target).map_err(|e| AgentError::io(target, e))?;
@@ -129,6 +194,13 @@ pub async fn run(
         ..RestoreReport::default()
     };
     let result = restore_entries(&agent, &sealer, &planned, &target, conflict, &mut report).await;
+    let result = result.and_then(|()| match report.damaged.as_slice() {
+        [] => Ok(()),
+        damaged => Err(AgentError::Damaged {
+            message: damage_message(damaged, &report),
+            files: damaged.to_vec(),
+        }),
+    });
     let status = if result.is_ok() {
         "Completed"
     } else {
@@ -154,6 +226,22 @@ pub async fn run(
     Ok(report)
 }
 
+fn damage_message(damaged: &[DamagedFile], report: &RestoreReport) -> String {
+    let mut lines = vec![format!(
+        "{} file(s) could not be restored because backup data they need is damaged in the vault ({} other files restored to {}):",
+        damaged.len(),
+        report.files,
+        report.target
+    )];
+    for file in damaged {
+        lines.push(format!(
+            "  {}: chunk {} in pack {}: {}",
+            file.path, file.chunk, file.pack, file.reason
+        ));
+    }
+    lines.join("\n")
+}
+
 async fn restore_entries(
     agent: &Arc<Agent>,
     sealer: &Sealer,
@@ -163,8 +251,11 @@ async fn restore_entries(
     report: &mut RestoreReport,
 ) -> Result<()> {
     // Directories and links first (in path order, parents before children), then files in
-    // batches whose chunks are fetched together.
+    // batches whose chunks are fetched together. The second and later names of a hard-link
+    // group are linked to the first once it is written.
     let mut files = Vec::new();
+    let mut later_links: Vec<(PathBuf, &Entry)> = Vec::new();
+    let mut first_of_group: HashMap<u64, ()> = HashMap::new();
     for (relative, entry) in planned {
         let path = target.join(relative);
         no_symlink_between(target, &path)?;
@@ -174,7 +265,7 @@ async fn restore_entries(
                 report.directories += 1;
             }
             Kind::Symlink => {
-                let Some(link) = entry.target.as_deref() else {
+                let Some(link) = entry.target_bytes() else {
                     continue;
                 };
                 if std::fs::symlink_metadata(&path).is_ok() {
@@ -189,10 +280,17 @@ async fn restore_entries(
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
                 }
-                std::os::unix::fs::symlink(link, &path).map_err(|e| AgentError::io(&path, e))?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&link), &path)
+                    .map_err(|e| AgentError::io(&path, e))?;
+                set_owner(&path, entry, false)?;
                 report.symlinks += 1;
             }
-            Kind::File => files.push((path, entry)),
+            Kind::File => match entry.link {
+                Some(group) if first_of_group.insert(group, ()).is_some() => {
+                    later_links.push((path, entry));
+                }
+                _ => files.push((path, entry)),
+            },
         }
     }
     // Small files go in batches, large ones in windows of chunks; a background task fetches
@@ -250,28 +348,31 @@ async fn restore_entries(
     };
     let total: u64 = groups.iter().flatten().map(|(_, e)| e.size).sum();
     let bar = crate::progress::bytes(agent.progress, total, "restore");
+    // Where the first name of each hard-link group was written.
+    let mut written_groups: HashMap<u64, PathBuf> = HashMap::new();
     let result = async {
         for group in &groups {
             match group.as_slice() {
                 [(path, entry)] if entry.size > BATCH_BYTES => {
                     let mut writer = FileWriter::open(path, conflict, report)?;
+                    let mut damage = None;
                     for ids in entry.chunks.chunks(WINDOW_CHUNKS) {
-                        let chunks = next_unit(&mut rx).await?;
-                        if let Some(writer) = writer.as_mut() {
-                            writer.write(ids, &chunks)?;
+                        let unit = next_unit(&mut rx).await?;
+                        if let (Some(writer), None) = (writer.as_mut(), &damage) {
+                            damage = writer.write(ids, &unit)?;
                         }
                     }
                     if let Some(writer) = writer {
-                        writer.finish(entry, conflict, report)?;
+                        finish(writer, entry, damage, conflict, report, &mut written_groups)?;
                     }
                     bar.inc(entry.size);
                 }
                 _ => {
-                    let chunks = next_unit(&mut rx).await?;
+                    let unit = next_unit(&mut rx).await?;
                     for (path, entry) in group {
                         if let Some(mut writer) = FileWriter::open(path, conflict, report)? {
-                            writer.write(&entry.chunks, &chunks)?;
-                            writer.finish(entry, conflict, report)?;
+                            let damage = writer.write(&entry.chunks, &unit)?;
+                            finish(writer, entry, damage, conflict, report, &mut written_groups)?;
                         }
                         bar.inc(entry.size);
                     }
@@ -284,13 +385,74 @@ async fn restore_entries(
     fetcher.abort();
     bar.finish_and_clear();
     result?;
-    // Directory metadata last: writing files inside would change their mtimes.
+    for (path, entry) in later_links {
+        link_to_first(&path, entry, &written_groups, conflict, report)?;
+    }
+    // Directory metadata last, deepest first: writing inside a directory changes its mtime.
     for (relative, entry) in planned.iter().rev() {
         if entry.kind == Kind::Dir {
             let path = target.join(relative);
             set_metadata(&path, entry)?;
         }
     }
+    Ok(())
+}
+
+/// Completes one file: renamed into place, or removed and reported when data was damaged.
+fn finish(
+    writer: FileWriter,
+    entry: &Entry,
+    damage: Option<(String, String, String)>,
+    conflict: OnConflict,
+    report: &mut RestoreReport,
+    written_groups: &mut HashMap<u64, PathBuf>,
+) -> Result<()> {
+    if let Some((chunk, pack, reason)) = damage {
+        let _ = std::fs::remove_file(&writer.partial);
+        report.damaged.push(DamagedFile {
+            path: entry.path.clone(),
+            pack,
+            chunk,
+            reason,
+        });
+        return Ok(());
+    }
+    let destination = writer.finish(entry, conflict, report)?;
+    if let Some(group) = entry.link {
+        written_groups.insert(group, destination);
+    }
+    Ok(())
+}
+
+/// A later name of a hard-link group: a link to the first name's restored file.
+fn link_to_first(
+    path: &Path,
+    entry: &Entry,
+    written_groups: &HashMap<u64, PathBuf>,
+    conflict: OnConflict,
+    report: &mut RestoreReport,
+) -> Result<()> {
+    let Some(first) = entry.link.and_then(|g| written_groups.get(&g)) else {
+        // The first name was skipped or damaged; this name shares its fate.
+        report.skipped += 1;
+        return Ok(());
+    };
+    let mut destination = path.to_path_buf();
+    if std::fs::symlink_metadata(path).is_ok() {
+        match conflict {
+            OnConflict::Skip => {
+                report.skipped += 1;
+                return Ok(());
+            }
+            OnConflict::Copy => destination = copy_name(path),
+            OnConflict::Overwrite => remove_existing(path)?,
+        }
+    }
+    if let Some(parent) = destination.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
+    }
+    std::fs::hard_link(first, &destination).map_err(|e| AgentError::io(&destination, e))?;
+    report.files += 1;
     Ok(())
 }
 
@@ -303,15 +465,30 @@ fn remove_existing(path: &Path) -> Result<()> {
     }
 }
 
+/// `name (restored N)` beside `path`, shortening the name to fit `NAME_MAX`.
 fn copy_name(path: &Path) -> PathBuf {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let name = path.file_name().map(OsStr::as_bytes).unwrap_or(b"file");
     (1..)
-        .map(|n| path.with_file_name(format!("{name} (restored {n})")))
+        .map(|n| {
+            let suffix = format!(" (restored {n})");
+            let keep = name.len().min(NAME_MAX - suffix.len());
+            let mut candidate = name[..keep].to_vec();
+            candidate.extend_from_slice(suffix.as_bytes());
+            path.with_file_name(OsStr::from_bytes(&candidate))
+        })
         .find(|candidate| std::fs::symlink_metadata(candidate).is_err())
         .expect("an unused name exists")
 }
 
-type Fetched = Result<HashMap<String, Vec<u8>>>;
+/// Chunks of one unit: the verified plaintexts, and the chunks that failed (with the pack
+/// they are in and why).
+#[derive(Default)]
+struct Unit {
+    chunks: HashMap<String, Vec<u8>>,
+    damaged: HashMap<String, (String, String)>,
+}
+
+type Fetched = Result<Unit>;
 
 async fn next_unit(rx: &mut tokio::sync::mpsc::Receiver<Fetched>) -> Fetched {
     rx.recv()
@@ -325,6 +502,8 @@ struct FileWriter {
     destination: PathBuf,
     file: std::io::BufWriter<std::fs::File>,
     written: u64,
+    /// The file ends in a hole (skipped zeros): its length must be set.
+    hole_at_end: bool,
 }
 
 impl FileWriter {
@@ -344,45 +523,72 @@ impl FileWriter {
         if let Some(parent) = destination.parent() {
             std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
         }
-        let partial = destination.with_file_name(format!(
-            ".{}.mars-partial",
-            destination
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("file")
-        ));
-        let file = std::fs::File::create(&partial).map_err(|e| AgentError::io(&partial, e))?;
+        // A short name that fits NAME_MAX whatever the real name's length.
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let partial = destination.with_file_name(format!(".mars-{}.partial", &token[..12]));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .map_err(|e| AgentError::io(&partial, e))?;
         Ok(Some(FileWriter {
             partial,
             destination,
             file: std::io::BufWriter::with_capacity(1 << 20, file),
             written: 0,
+            hole_at_end: false,
         }))
     }
 
-    fn write(&mut self, ids: &[String], chunks: &HashMap<String, Vec<u8>>) -> Result<()> {
+    /// Writes the chunks `ids` in order; all-zero chunks become holes. Returns the first
+    /// damaged chunk (id, pack, reason) instead of writing past it.
+    fn write(&mut self, ids: &[String], unit: &Unit) -> Result<Option<(String, String, String)>> {
         for id in ids {
-            let data = chunks
-                .get(id)
-                .ok_or_else(|| AgentError::Integrity(format!("chunk {id} was not fetched")))?;
-            self.file
-                .write_all(data)
-                .map_err(|e| AgentError::io(&self.partial, e))?;
+            let Some(data) = unit.chunks.get(id) else {
+                let (pack, reason) = unit
+                    .damaged
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| (String::new(), "the chunk was not fetched".into()));
+                return Ok(Some((id.clone(), pack, reason)));
+            };
+            if is_zero(data) {
+                self.file
+                    .seek(SeekFrom::Current(data.len() as i64))
+                    .map_err(|e| AgentError::io(&self.partial, e))?;
+                self.hole_at_end = true;
+            } else {
+                self.file
+                    .write_all(data)
+                    .map_err(|e| AgentError::io(&self.partial, e))?;
+                self.hole_at_end = false;
+            }
             self.written += data.len() as u64;
         }
-        Ok(())
+        Ok(None)
     }
 
-    fn finish(self, entry: &Entry, conflict: OnConflict, report: &mut RestoreReport) -> Result<()> {
+    /// Renames the complete file into place; returns where it went.
+    fn finish(
+        self,
+        entry: &Entry,
+        conflict: OnConflict,
+        report: &mut RestoreReport,
+    ) -> Result<PathBuf> {
         let FileWriter {
             partial,
             destination,
             file,
             written,
+            hole_at_end,
         } = self;
         let file = file
             .into_inner()
             .map_err(|e| AgentError::io(&partial, e.into_error()))?;
+        if hole_at_end {
+            file.set_len(written)
+                .map_err(|e| AgentError::io(&partial, e))?;
+        }
         if written != entry.size {
             let _ = std::fs::remove_file(&partial);
             return Err(AgentError::Integrity(format!(
@@ -402,12 +608,54 @@ impl FileWriter {
         std::fs::rename(&partial, &destination).map_err(|e| AgentError::io(&destination, e))?;
         report.files += 1;
         report.bytes += entry.size;
-        Ok(())
+        Ok(destination)
     }
 }
 
-/// Mode and mtime through the handle just written (no second open).
+/// All zeros? Blocks are OR-folded (vectorised), stopping at the first block with data.
+fn is_zero(data: &[u8]) -> bool {
+    data.chunks(4096)
+        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
+}
+
+/// Whether owners can be restored: only root may give files away.
+fn running_as_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn set_owner(path: &Path, entry: &Entry, follow: bool) -> Result<()> {
+    if !running_as_root() || (entry.uid.is_none() && entry.gid.is_none()) {
+        return Ok(());
+    }
+    let result = if follow {
+        std::os::unix::fs::chown(path, entry.uid, entry.gid)
+    } else {
+        std::os::unix::fs::lchown(path, entry.uid, entry.gid)
+    };
+    result.map_err(|e| AgentError::io(path, e))
+}
+
+fn set_xattrs(path: &Path, entry: &Entry) -> Result<()> {
+    for (name, value) in &entry.xattrs {
+        let value = STANDARD.decode(value).map_err(|_| {
+            AgentError::Integrity(format!(
+                "the extended attribute {name} of {} is malformed",
+                entry.path
+            ))
+        })?;
+        xattr::set(path, name, &value).map_err(|e| AgentError::io(path, e))?;
+    }
+    Ok(())
+}
+
+/// Owner, extended attributes, mode and mtime through the handle just written. The owner
+/// goes first: chown clears set-id bits that the mode then restores.
 fn set_file_metadata(file: &std::fs::File, path: &Path, entry: &Entry) -> Result<()> {
+    if running_as_root() && (entry.uid.is_some() || entry.gid.is_some()) {
+        std::os::unix::fs::fchown(file, entry.uid, entry.gid)
+            .map_err(|e| AgentError::io(path, e))?;
+    }
+    set_xattrs(path, entry)?;
     file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
         .map_err(|e| AgentError::io(path, e))?;
     file.set_modified(mtime_of(entry))
@@ -420,6 +668,8 @@ fn mtime_of(entry: &Entry) -> std::time::SystemTime {
 }
 
 fn set_metadata(path: &Path, entry: &Entry) -> Result<()> {
+    set_owner(path, entry, true)?;
+    set_xattrs(path, entry)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(entry.mode))
         .map_err(|e| AgentError::io(path, e))?;
     let file = std::fs::File::open(path).map_err(|e| AgentError::io(path, e))?;
@@ -427,19 +677,21 @@ fn set_metadata(path: &Path, entry: &Entry) -> Result<()> {
         .map_err(|e| AgentError::io(path, e))
 }
 
-/// Authenticates and decompresses the chunks of one downloaded range on every core.
+/// Authenticates and decompresses the chunks of one downloaded range on every core; a
+/// chunk that fails is reported, not fatal.
 fn decode_parallel(
     sealer: &Sealer,
     bytes: &[u8],
     range_start: u64,
     chunks: &[(String, u64, u64)],
     pack: &str,
-) -> Result<Vec<(String, Vec<u8>)>> {
+    unit: &mut Unit,
+) -> Result<()> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
     let per_worker = chunks.len().div_ceil(workers).max(1);
-    std::thread::scope(|scope| {
+    let results = std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .chunks(per_worker)
             .map(|part| {
@@ -447,15 +699,15 @@ fn decode_parallel(
                     part.iter()
                         .map(|(id, offset, length)| {
                             let from = (offset - range_start) as usize;
-                            let blob =
-                                bytes.get(from..from + *length as usize).ok_or_else(|| {
-                                    AgentError::Integrity(format!(
-                                        "pack {pack} is shorter than its index says"
-                                    ))
-                                })?;
-                            Ok((id.clone(), sealer.open(id, blob)?))
+                            let opened = match bytes.get(from..from + *length as usize) {
+                                Some(blob) => sealer.open(id, blob),
+                                None => Err(AgentError::Integrity(format!(
+                                    "pack {pack} is shorter than its index says"
+                                ))),
+                            };
+                            (id.clone(), opened)
                         })
-                        .collect::<Result<Vec<_>>>()
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -464,11 +716,22 @@ fn decode_parallel(
             out.extend(
                 handle
                     .join()
-                    .map_err(|_| AgentError::Integrity("a decoder stopped".into()))??,
+                    .map_err(|_| AgentError::Integrity("a decoder stopped".into()))?,
             );
         }
-        Ok(out)
-    })
+        Ok::<_, AgentError>(out)
+    })?;
+    for (id, opened) in results {
+        match opened {
+            Ok(data) => {
+                unit.chunks.insert(id, data);
+            }
+            Err(e) => {
+                unit.damaged.insert(id, (pack.to_string(), e.to_string()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fetches and verifies chunks: located in one query, read as coalesced ranges per pack.
@@ -476,13 +739,13 @@ async fn fetch_chunks<'a>(
     agent: &Agent,
     sealer: &Sealer,
     ids: impl Iterator<Item = &'a String>,
-) -> Result<HashMap<String, Vec<u8>>> {
+) -> Fetched {
     let mut unique: Vec<String> = ids.cloned().collect();
     unique.sort();
     unique.dedup();
-    let mut out = HashMap::with_capacity(unique.len());
+    let mut unit = Unit::default();
     if unique.is_empty() {
-        return Ok(out);
+        return Ok(unit);
     }
     let located: Value = agent
         .service
@@ -522,20 +785,31 @@ async fn fetch_chunks<'a>(
             }
             let range_start = chunks[start].1;
             let range_end = chunks[end - 1].1 + chunks[end - 1].2;
-            let bytes = agent
+            let wanted = &chunks[start..end];
+            match agent
                 .service
                 .get_bytes(
                     &format!("/backup/v1/packs/{pack}"),
                     Some((range_start, range_end)),
                 )
-                .await?;
-            let wanted = &chunks[start..end];
-            let decoded = decode_parallel(sealer, &bytes, range_start, wanted, &pack)?;
-            out.extend(decoded);
+                .await
+            {
+                Ok(bytes) => {
+                    decode_parallel(sealer, &bytes, range_start, wanted, &pack, &mut unit)?;
+                }
+                // The pack is gone or shorter than its index: its chunks are damaged.
+                Err(AgentError::NotFound(reason)) | Err(AgentError::Service(reason)) => {
+                    for (id, _, _) in wanted {
+                        unit.damaged
+                            .insert(id.clone(), (pack.clone(), reason.clone()));
+                    }
+                }
+                Err(other) => return Err(other),
+            }
             start = end;
         }
     }
-    Ok(out)
+    Ok(unit)
 }
 
 #[cfg(test)]
@@ -544,9 +818,10 @@ mod tests {
 
     #[test]
     fn absolute_and_parent_paths_are_refused() {
-        assert!(safe_relative("docs/a.txt").is_ok());
+        assert!(safe_relative(b"docs/a.txt").is_ok());
+        assert!(safe_relative(b"docs/\xff\xfe.bin").is_ok());
         for bad in ["/etc/passwd", "../outside", "docs/../../x", "a/./../b"] {
-            assert!(safe_relative(bad).is_err(), "{bad}");
+            assert!(safe_relative(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 
@@ -558,5 +833,42 @@ mod tests {
         let through = target.path().join("escape/file.txt");
         assert!(no_symlink_between(target.path(), &through).is_err());
         assert!(no_symlink_between(target.path(), &target.path().join("plain/file.txt")).is_ok());
+    }
+
+    #[test]
+    fn absolute_selections_are_taken_relative_to_the_backed_up_root() {
+        let given = vec![
+            "/tmp/src/docs/a.txt".to_string(),
+            "docs".to_string(),
+            "/tmp/src".to_string(),
+            "/elsewhere/x".to_string(),
+            "/tmp/srcother".to_string(),
+        ];
+        assert_eq!(
+            relative_selections("/tmp/src", &given),
+            vec!["docs/a.txt", "docs", "", "elsewhere/x", "tmp/srcother"]
+        );
+    }
+
+    #[test]
+    fn copies_of_names_at_the_limit_still_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "n".repeat(250);
+        let path = dir.path().join(&long);
+        std::fs::write(&path, b"x").unwrap();
+        let copy = copy_name(&path);
+        assert!(copy.file_name().unwrap().len() <= NAME_MAX);
+        std::fs::write(&copy, b"y").unwrap();
+    }
+
+    #[test]
+    fn zero_detection() {
+        assert!(is_zero(&[0; 1000]));
+        let mut data = vec![0u8; 1001];
+        data[1000] = 1;
+        assert!(!is_zero(&data));
+        data[1000] = 0;
+        data[3] = 1;
+        assert!(!is_zero(&data));
     }
 }

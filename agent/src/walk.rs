@@ -2,14 +2,17 @@
 //! with the metadata the manifest and the unchanged-file index need. What cannot be backed
 //! up (unreadable entries, sockets, devices, FIFOs) is reported, never silently skipped.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::manifest::Kind;
 
 pub struct Walked {
-    /// Relative to the root, `/`-separated (`""` for the root).
+    /// Relative to the root, `/`-separated (`""` for the root); lossy when a name is not
+    /// UTF-8 (then `raw` holds the bytes).
     pub rel: String,
+    pub raw: Option<Vec<u8>>,
     pub abs: PathBuf,
     pub kind: Kind,
     pub meta: std::fs::Metadata,
@@ -19,7 +22,7 @@ pub struct Walked {
 pub fn walk(root: &Path, excludes: &[glob::Pattern]) -> (Vec<Walked>, Vec<String>) {
     let mut entries = Vec::new();
     let mut warnings = Vec::new();
-    visit(root, String::new(), excludes, &mut entries, &mut warnings);
+    visit(root, Vec::new(), excludes, &mut entries, &mut warnings);
     (entries, warnings)
 }
 
@@ -30,7 +33,7 @@ fn excluded(rel: &str, excludes: &[glob::Pattern]) -> bool {
 
 fn visit(
     abs: &Path,
-    rel: String,
+    rel: Vec<u8>,
     excludes: &[glob::Pattern],
     out: &mut Vec<Walked>,
     warnings: &mut Vec<String>,
@@ -63,8 +66,11 @@ fn visit(
         return;
     };
     let is_dir = kind == Kind::Dir;
+    let text = String::from_utf8_lossy(&rel).into_owned();
+    let raw = std::str::from_utf8(&rel).is_err().then(|| rel.clone());
     out.push(Walked {
-        rel: rel.clone(),
+        rel: text,
+        raw,
         abs: abs.to_path_buf(),
         kind,
         meta,
@@ -85,19 +91,14 @@ fn visit(
         .collect();
     names.sort();
     for name in names {
-        let Some(text) = name.to_str() else {
-            warnings.push(format!(
-                "{}: not backed up: the name is not UTF-8",
-                abs.join(&name).display()
-            ));
-            continue;
-        };
-        let child_rel = if rel.is_empty() {
-            text.to_string()
-        } else {
-            format!("{rel}/{text}")
-        };
-        if excluded(&child_rel, excludes) {
+        // Names are bytes on Unix: ones that are not UTF-8 are kept exactly (the manifest
+        // carries their bytes).
+        let mut child_rel = rel.clone();
+        if !child_rel.is_empty() {
+            child_rel.push(b'/');
+        }
+        child_rel.extend_from_slice(name.as_bytes());
+        if excluded(&String::from_utf8_lossy(&child_rel), excludes) {
             continue;
         }
         visit(&abs.join(&name), child_rel, excludes, out, warnings);

@@ -3,7 +3,6 @@
 //! *set* to the same target time (never advanced one by one), so services sharing a
 //! process and services in separate processes end up agreeing.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,23 +10,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sim_core::well_known;
 
-use crate::Ports;
+use crate::Target;
 
 #[derive(clap::Args)]
 pub struct ClockArgs {
     #[command(subcommand)]
     action: Option<ClockAction>,
-    /// Data directory of the running azsim (for its CA).
-    #[arg(long, env = "AZSIM_DATA_DIR", default_value = ".azsim")]
-    data_dir: PathBuf,
-    /// CA certificate to trust instead of `<data-dir>/tls/ca.pem`.
-    #[arg(long, env = "AZSIM_CA_FILE")]
-    ca_file: Option<PathBuf>,
-    /// Host name of the running azsim.
-    #[arg(long, env = "AZSIM_HOST", default_value = "localhost")]
-    host: String,
     #[command(flatten)]
-    ports: Ports,
+    target: Target,
 }
 
 #[derive(clap::Subcommand)]
@@ -41,31 +31,20 @@ enum ClockAction {
 }
 
 pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
-    let ca_path = args
-        .ca_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("tls").join("ca.pem"));
-    let ca = std::fs::read(&ca_path).with_context(|| {
-        format!(
-            "reading the development CA at {}; is azsim running with this --data-dir?",
-            ca_path.display()
-        )
-    })?;
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let entra = format!("https://{}:{}", args.host, args.ports.entra_port);
+    let target = &args.target;
+    let http = target.http(Duration::from_secs(10))?;
+    let entra = target.url(target.ports.entra_port);
     let services = [
         entra.clone(),
-        format!("https://{}:{}", args.host, args.ports.keyvault_port),
-        format!("https://{}:{}", args.host, args.ports.vault_server_port),
+        target.url(target.ports.keyvault_port),
+        target.url(target.ports.vault_server_port),
     ];
-
+    let clock_url = format!("{entra}/admin/clock");
     let current: Value = http
-        .get(format!("{entra}/admin/clock"))
+        .get(&clock_url)
         .send()
-        .await?
+        .await
+        .map_err(|e| crate::unreachable(&clock_url, e))?
         .error_for_status()?
         .json()
         .await?;
@@ -85,14 +64,18 @@ pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
         ClockAction::Set { time } => json!({ "set": time }),
         ClockAction::Reset => json!({ "reset": true }),
     };
-    let token = admin_token(&http, &entra).await?;
     for service in services {
+        // A fresh token for each service: the previous move may have put the time before
+        // the last token's `nbf` (services in one process share one clock).
+        let token = admin_token(&http, &entra).await?;
+        let url = format!("{service}/admin/clock");
         let response = http
-            .post(format!("{service}/admin/clock"))
+            .post(&url)
             .bearer_auth(&token)
             .json(&body)
             .send()
-            .await?;
+            .await
+            .map_err(|e| crate::unreachable(&url, e))?;
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -124,7 +107,14 @@ pub async fn well_known_token(
         ("client_secret", well_known::ADMIN_CLIENT_SECRET),
         ("scope", scope),
     ];
-    let response: Value = http.post(url).form(&form).send().await?.json().await?;
+    let response: Value = http
+        .post(&url)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| crate::unreachable(&url, e))?
+        .json()
+        .await?;
     response["access_token"]
         .as_str()
         .map(str::to_owned)

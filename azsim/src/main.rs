@@ -38,31 +38,93 @@ enum Command {
     VaultCredentials(vault_credentials::VaultCredentialsArgs),
 }
 
+/// Where a running azsim is, for the commands that call it (`clock`, `vault-credentials`).
+#[derive(clap::Args)]
+pub struct Target {
+    /// Data directory of the running azsim (for its CA).
+    #[arg(long, global = true, env = "AZSIM_DATA_DIR", default_value = ".azsim")]
+    pub data_dir: std::path::PathBuf,
+    /// CA certificate to trust instead of `<data-dir>/tls/ca.pem`.
+    #[arg(long, global = true, env = "AZSIM_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Host name of the running azsim.
+    #[arg(long, global = true, env = "AZSIM_HOST", default_value = "localhost")]
+    pub host: String,
+    #[command(flatten)]
+    pub ports: Ports,
+}
+
+impl Target {
+    /// An HTTPS client trusting the running azsim's CA.
+    pub fn http(&self, timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
+        use anyhow::Context;
+        let ca_path = self
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tls").join("ca.pem"));
+        let ca = std::fs::read(&ca_path).with_context(|| {
+            format!(
+                "reading the development CA at {}; is azsim running with this --data-dir (or pass --ca-file)?",
+                ca_path.display()
+            )
+        })?;
+        Ok(reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
+            .timeout(timeout)
+            .build()?)
+    }
+
+    pub fn url(&self, port: u16) -> String {
+        format!("https://{}:{port}", self.host)
+    }
+}
+
+/// A request that could not be sent, with what usually fixes it.
+pub fn unreachable(url: &str, error: reqwest::Error) -> anyhow::Error {
+    let mut cause = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(inner) = source {
+        cause = format!("{cause}: {inner}");
+        source = inner.source();
+    }
+    let hint = if cause.contains("Connection refused") {
+        " Is azsim running (`azsim up`)? If it runs on other ports, pass the same port flags here."
+    } else {
+        ""
+    };
+    anyhow::anyhow!("cannot reach {url}: {cause}.{hint}")
+}
+
 #[derive(clap::Args)]
 struct UpArgs {
     #[command(flatten)]
     common: CommonArgs,
     #[command(flatten)]
     ports: Ports,
+    /// Address of the managed-identity endpoint. It stays on loopback even with
+    /// `--bind 0.0.0.0`: it gives the host identity's tokens to anyone who reaches it.
+    #[arg(long, env = "AZSIM_MI_BIND", default_value = "127.0.0.1")]
+    mi_bind: IpAddr,
 }
 
 /// Ports of the services (`azsim up`) and where `azsim env`/`azsim clock` find them.
+/// Global, so they may follow a subcommand (`azsim clock advance 2h --entra-port 20010`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct Ports {
     /// entra-sim HTTPS port.
-    #[arg(long, env = "AZSIM_ENTRA_PORT", default_value_t = well_known::ENTRA_PORT)]
+    #[arg(long, global = true, env = "AZSIM_ENTRA_PORT", default_value_t = well_known::ENTRA_PORT)]
     pub entra_port: u16,
     /// Plain-HTTP managed-identity endpoint port.
-    #[arg(long, env = "AZSIM_MI_PORT", default_value_t = well_known::MANAGED_IDENTITY_PORT)]
+    #[arg(long, global = true, env = "AZSIM_MI_PORT", default_value_t = well_known::MANAGED_IDENTITY_PORT)]
     pub mi_port: u16,
     /// keyvault-sim data-plane (secrets) HTTPS port.
-    #[arg(long, env = "AZSIM_KEYVAULT_PORT", default_value_t = well_known::KEYVAULT_PORT)]
+    #[arg(long, global = true, env = "AZSIM_KEYVAULT_PORT", default_value_t = well_known::KEYVAULT_PORT)]
     pub keyvault_port: u16,
     /// keyvault-sim management-plane (Microsoft.KeyVault/vaults) HTTPS port.
-    #[arg(long, env = "AZSIM_KEYVAULT_MGMT_PORT", default_value_t = well_known::KEYVAULT_MANAGEMENT_PORT)]
+    #[arg(long, global = true, env = "AZSIM_KEYVAULT_MGMT_PORT", default_value_t = well_known::KEYVAULT_MANAGEMENT_PORT)]
     pub keyvault_mgmt_port: u16,
     /// vault-server (ARM) HTTPS port.
-    #[arg(long, env = "AZSIM_VAULT_SERVER_PORT", default_value_t = well_known::VAULT_SERVER_PORT)]
+    #[arg(long, global = true, env = "AZSIM_VAULT_SERVER_PORT", default_value_t = well_known::VAULT_SERVER_PORT)]
     pub vault_server_port: u16,
 }
 
@@ -70,7 +132,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     sim_core::server::init_logging(args.common.log_format);
     let runtime = args.common.runtime()?;
     let bind: IpAddr = args.common.bind;
-    let entra = entra_sim::start(&runtime, bind, args.ports.entra_port, args.ports.mi_port).await?;
+    let entra = entra_sim::start_split(
+        &runtime,
+        bind,
+        args.ports.entra_port,
+        args.mi_bind,
+        args.ports.mi_port,
+    )
+    .await?;
     let keyvault = keyvault_sim::start(
         &runtime,
         bind,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sim_core::well_known;
 
-use crate::Ports;
+use crate::Target;
 
 #[derive(clap::Args)]
 pub struct VaultCredentialsArgs {
@@ -21,41 +21,30 @@ pub struct VaultCredentialsArgs {
     /// Where to write the file (default: the name vault-server suggests, in this directory).
     #[arg(long, short = 'o')]
     output: Option<PathBuf>,
-    /// Data directory of the running azsim (for its CA).
-    #[arg(long, env = "AZSIM_DATA_DIR", default_value = ".azsim")]
-    data_dir: PathBuf,
-    /// Host name of the running azsim.
-    #[arg(long, env = "AZSIM_HOST", default_value = "localhost")]
-    host: String,
     #[command(flatten)]
-    ports: Ports,
+    target: Target,
 }
 
 pub async fn run(args: VaultCredentialsArgs) -> anyhow::Result<()> {
-    let ca_path = args.data_dir.join("tls").join("ca.pem");
-    let ca = std::fs::read(&ca_path).with_context(|| {
-        format!(
-            "reading the development CA at {}; is azsim running with this --data-dir?",
-            ca_path.display()
-        )
-    })?;
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let entra = format!("https://{}:{}", args.host, args.ports.entra_port);
+    let target = &args.target;
+    let http = target.http(Duration::from_secs(30))?;
+    let entra = target.url(target.ports.entra_port);
     let token =
         crate::clock::well_known_token(&http, &entra, "https://management.azure.com/.default")
             .await?;
     let url = format!(
-        "https://{}:{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.RecoveryServices/vaults/{}/azsimVaultCredentials?api-version=2026-11-01",
-        args.host,
-        args.ports.vault_server_port,
+        "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.RecoveryServices/vaults/{}/azsimVaultCredentials?api-version=2026-11-01",
+        target.url(target.ports.vault_server_port),
         well_known::SUBSCRIPTION_ID,
         args.resource_group,
         args.vault
     );
-    let response = http.post(url).bearer_auth(token).send().await?;
+    let response = http
+        .post(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| crate::unreachable(&url, e))?;
     let status = response.status();
     let suggested = response
         .headers()
@@ -75,7 +64,17 @@ pub async fn run(args: VaultCredentialsArgs) -> anyhow::Result<()> {
         .output
         .or(suggested.map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(format!("{}.VaultCredentials", args.vault)));
-    std::fs::write(&output, body).with_context(|| format!("writing {}", output.display()))?;
+    // The file holds the registration certificate's private key: owner-only, like a key.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&output)
+        .with_context(|| format!("writing {}", output.display()))?;
+    std::fs::set_permissions(&output, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("writing {}", output.display()))?;
+    std::io::Write::write_all(&mut file, body.as_bytes())
+        .with_context(|| format!("writing {}", output.display()))?;
     println!("{}", output.display());
     Ok(())
 }

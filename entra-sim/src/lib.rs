@@ -128,32 +128,47 @@ impl Running {
     }
 }
 
-/// Opens and serves entra-sim (port 0 picks free ports).
+/// Opens and serves entra-sim (port 0 picks free ports), both listeners on `bind`.
 pub async fn start(
     runtime: &Runtime,
     bind: IpAddr,
     https_port: u16,
     managed_identity_port: u16,
 ) -> Result<Running, sim_core::Error> {
+    start_split(runtime, bind, https_port, bind, managed_identity_port).await
+}
+
+/// As [`start`], with the managed-identity endpoint on its own address: it hands tokens
+/// to whoever reaches it (only `IDENTITY_HEADER` guards it, as on Azure, where it is
+/// reachable from the host alone), so it stays on loopback when the rest is exposed.
+pub async fn start_split(
+    runtime: &Runtime,
+    bind: IpAddr,
+    https_port: u16,
+    managed_identity_bind: IpAddr,
+    managed_identity_port: u16,
+) -> Result<Running, sim_core::Error> {
     let sim = EntraSim::open(&runtime.storage, runtime.clock.clone()).await?;
     let https = sim_core::server::serve(
         sim.router(runtime.tls.ca_pem.clone()),
-        ServeConfig {
-            name: "entra-sim",
+        ServeConfig::new(
+            "entra-sim",
             bind,
-            port: https_port,
-            tls: Some(runtime.tls.clone()),
-        },
+            https_port,
+            Some(runtime.tls.clone()),
+            runtime.clock.clone(),
+        ),
     )
     .await?;
     let managed_identity = sim_core::server::serve(
         sim.managed_identity_router(),
-        ServeConfig {
-            name: "entra-sim-mi",
-            bind,
-            port: managed_identity_port,
-            tls: None,
-        },
+        ServeConfig::new(
+            "entra-sim-mi",
+            managed_identity_bind,
+            managed_identity_port,
+            None,
+            runtime.clock.clone(),
+        ),
     )
     .await?;
     Ok(Running {

@@ -166,23 +166,25 @@ pub async fn start(
     let ca_pem = runtime.tls.ca_pem.clone();
     let data = sim_core::server::serve(
         sim.data_router(ca_pem.clone()),
-        ServeConfig {
-            name: "keyvault-sim",
+        ServeConfig::new(
+            "keyvault-sim",
             bind,
-            port: data_port,
-            tls: Some(runtime.tls.clone()),
-        },
+            data_port,
+            Some(runtime.tls.clone()),
+            runtime.clock.clone(),
+        ),
     )
     .await?;
     let vault_dns = format!("vault.localhost:{}", data.addr.port());
     let management = sim_core::server::serve(
         sim.management_router(vault_dns, ca_pem),
-        ServeConfig {
-            name: "keyvault-sim-mgmt",
+        ServeConfig::new(
+            "keyvault-sim-mgmt",
             bind,
-            port: management_port,
-            tls: Some(runtime.tls.clone()),
-        },
+            management_port,
+            Some(runtime.tls.clone()),
+            runtime.clock.clone(),
+        ),
     )
     .await?;
     Ok(Running {

@@ -50,6 +50,36 @@ const OPTION_FIELDS: &[&str] = &[
     "networkAcls",
 ];
 
+impl VaultRequest {
+    /// A PUT sends the whole vault: its location, tenant and SKU are required (as on Azure),
+    /// and the location must be a known region.
+    pub fn check_complete(&self) -> Result<(), KvError> {
+        let Some(location) = &self.location else {
+            return Err(KvError::BadParameter(
+                "The 'location' property is required: a PUT sends the whole vault (use PATCH to change some of it).".into(),
+            ));
+        };
+        if sim_core::arm::region(location).is_none() {
+            return Err(KvError::BadParameter(sim_core::arm::unknown_location(
+                location,
+                "resource type 'Microsoft.KeyVault/vaults'",
+            )));
+        }
+        let recovering = self
+            .properties
+            .create_mode
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case("recover"));
+        if !recovering && (self.properties.tenant_id.is_none() || self.properties.sku.is_none()) {
+            return Err(KvError::BadParameter(
+                "properties.tenantId and properties.sku are required: a PUT sends the whole vault."
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl VaultRequestProperties {
     /// The pass-through options present in this request.
     pub fn options(&self) -> Map<String, Value> {

@@ -214,7 +214,7 @@ def test_backup_configuration_policies_and_empty_views(azsim, group):
     assert type(got.properties.retention_policy).__name__ == "LongTermRetentionPolicy"
     assert got.properties.retention_policy.daily_schedule.retention_duration.count == 30
     listed = list(bk.backup_policies.list(name, group, filter="backupManagementType eq 'MAB'"))
-    assert [p.name for p in listed] == ["NightlyFiles"]
+    assert sorted(p.name for p in listed) == ["DefaultPolicy", "NightlyFiles"]
 
     too_short = {**policy}
     too_short["properties"] = {**policy["properties"], "retentionPolicy": {

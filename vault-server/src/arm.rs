@@ -144,7 +144,13 @@ fn split_and(filter: &str) -> Vec<String> {
         if c == '\'' {
             quoted = !quoted;
         }
-        if !quoted && rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(" and ") {
+        // Compared as bytes: the 5th byte may fall inside a multi-byte character.
+        if !quoted
+            && rest
+                .as_bytes()
+                .get(..5)
+                .is_some_and(|head| head.eq_ignore_ascii_case(b" and "))
+        {
             terms.push(std::mem::take(&mut current));
             rest = &rest[5..];
             continue;
@@ -199,5 +205,14 @@ mod tests {
         assert!(filter.admits("friendlyname", "A and B"));
         assert!(!filter.admits("friendlyname", "a"));
         assert!(filter.admits("status", "anything"));
+    }
+
+    #[test]
+    fn a_filter_with_multi_byte_characters_does_not_panic() {
+        for filter in ["aé€x and b eq 'c'", "é", "€€€€ and", "x eq 'é and €'"] {
+            let terms = split_and(filter);
+            assert!(!terms.is_empty(), "{filter}");
+        }
+        assert_eq!(split_and("aé€x and b eq 'c'"), vec!["aé€x", "b eq 'c'"]);
     }
 }

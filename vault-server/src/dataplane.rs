@@ -20,6 +20,9 @@ use sqlx::SqlitePool;
 use crate::error::{Result, VsError};
 use crate::vaults::Vault;
 
+/// A job InProgress longer than this (seconds, simulated clock) was abandoned.
+pub const JOB_TIMEOUT: i64 = 24 * 3600;
+
 /// Largest pack accepted, in bytes.
 pub const MAX_PACK_BYTES: usize = 256 * 1024 * 1024;
 
@@ -442,21 +445,24 @@ impl DataPlane {
         Ok(id)
     }
 
+    /// Ends a job of `server` (another server's job is not found, whatever its id).
     pub async fn finish_job(
         &self,
         vault_id: i64,
+        server: &str,
         id: &str,
         status: &str,
         details: &Value,
         now: i64,
     ) -> Result<()> {
         let updated = sqlx::query(
-            "UPDATE jobs SET status = ?, end_time = ?, details = ? WHERE vault_id = ? AND id = ?",
+            "UPDATE jobs SET status = ?, end_time = ?, details = ? WHERE vault_id = ? AND server_name = ? AND id = ?",
         )
         .bind(status)
         .bind(now)
         .bind(details.to_string())
         .bind(vault_id)
+        .bind(server)
         .bind(id)
         .execute(&self.pool)
         .await?
@@ -464,6 +470,50 @@ impl DataPlane {
         if updated == 0 {
             return Err(VsError::NotFound(format!("Job {id} was not found.")));
         }
+        Ok(())
+    }
+
+    /// Marks abandoned jobs Failed: with `server`, every InProgress backup of that server (it
+    /// is starting a new one, so the old agent is gone); always, any job InProgress for
+    /// longer than [`JOB_TIMEOUT`] on the simulated clock.
+    pub async fn fail_abandoned_jobs(
+        &self,
+        vault_id: i64,
+        server: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let interrupted = json!({"errorDetails": [{
+            "errorString": "The backup was interrupted: the agent stopped before it finished (the server started its next backup).",
+            "recommendations": ["Run the backup again; data already uploaded is not sent twice."],
+        }]});
+        let timed_out = json!({"errorDetails": [{
+            "errorString": "The job timed out: the agent stopped reporting progress.",
+            "recommendations": ["Check that the agent is running and can reach the vault, then run it again."],
+        }]});
+        let mut tx = self.pool.begin().await?;
+        if let Some(server) = server {
+            sqlx::query(
+                "UPDATE jobs SET status = 'Failed', end_time = ?, details = ? \
+                 WHERE vault_id = ? AND server_name = ? AND operation = 'Backup' AND status = 'InProgress'",
+            )
+            .bind(now)
+            .bind(interrupted.to_string())
+            .bind(vault_id)
+            .bind(server)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'Failed', end_time = ?, details = ? \
+             WHERE vault_id = ? AND status = 'InProgress' AND start_time < ?",
+        )
+        .bind(now)
+        .bind(timed_out.to_string())
+        .bind(vault_id)
+        .bind(now - JOB_TIMEOUT)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -24,10 +24,16 @@ pub enum VsError {
     InvalidName(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A region azsim does not know; `code` is ARM's for the kind of resource.
+    #[error("{message}")]
+    LocationNotAvailable { code: &'static str, message: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A machine token whose server is no longer registered.
+    #[error("{0}")]
+    Unregistered(String),
     #[error(
         "Vault {0} cannot be deleted as there are existing resources within the vault: unregister its servers and stop protection of (and delete) its backup items first."
     )]
@@ -37,9 +43,13 @@ pub enum VsError {
     )]
     ImmutabilityLocked(String),
     #[error(
-        "The storage redundancy of vault {0} cannot be changed because items are already protected in it. Stop protection and delete the backup data first, or use another vault."
+        "The storage redundancy of vault {vault} is {current} and cannot be changed to {requested} because items are already protected in it. Stop protection and delete the backup data first, or use another vault."
     )]
-    RedundancyLocked(String),
+    RedundancyLocked {
+        vault: String,
+        current: String,
+        requested: String,
+    },
     #[error("{0}")]
     InvalidPolicy(String),
     #[error("{0}")]
@@ -48,6 +58,10 @@ pub enum VsError {
     NoRoute { method: String, path: String },
     #[error(transparent)]
     Rbac(#[from] RbacError),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     Upstream(String),
     #[error("vault-server storage failed: {0}")]
@@ -63,14 +77,16 @@ impl From<&VsError> for ApiError {
             ResourceNotFound { .. } | NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFound"),
             InvalidName(_) => (StatusCode::BAD_REQUEST, "InvalidResourceName"),
             BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            LocationNotAvailable { code, .. } => (StatusCode::BAD_REQUEST, *code),
             Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            Unregistered(_) => (StatusCode::UNAUTHORIZED, "ServerNotRegistered"),
             VaultNotEmpty(_) => (StatusCode::BAD_REQUEST, "ServiceResourceNotEmpty"),
             ImmutabilityLocked(_) => (
                 StatusCode::BAD_REQUEST,
                 "UserErrorImmutabilityStateLockedCannotBeChanged",
             ),
-            RedundancyLocked(_) => (
+            RedundancyLocked { .. } => (
                 StatusCode::BAD_REQUEST,
                 "BMSUserErrorRedundancySettingsUpdateNotAllowed",
             ),
@@ -78,6 +94,19 @@ impl From<&VsError> for ApiError {
             CredentialsRefused(_) => (StatusCode::BAD_REQUEST, "InvalidCertificate"),
             NoRoute { .. } => (StatusCode::NOT_FOUND, "NoRegisteredProviderFound"),
             Rbac(rbac) => return ApiError::from(rbac),
+            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
+            // A constraint failure means the request named something that is gone (a server
+            // unregistered meanwhile, say): the caller's problem, not an outage.
+            Storage(sqlx::Error::Database(db))
+                if db.is_foreign_key_violation() || db.is_unique_violation() =>
+            {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    "The request refers to something that no longer exists or already exists in this vault (it changed meanwhile); read the current state and try again.",
+                );
+            }
             Upstream(_) | Storage(_) => {
                 tracing::error!(%error, "vault-server request failed");
                 (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")

@@ -101,6 +101,12 @@ pub async fn put(
                     "The 'location' property is required to create a resource group.".into(),
                 )
             })?;
+            if sim_core::arm::region(&location).is_none() {
+                return Err(VsError::LocationNotAvailable {
+                    code: "LocationNotAvailableForResourceGroup",
+                    message: sim_core::arm::unknown_location(&location, "resource group"),
+                });
+            }
             sqlx::query(
                 "INSERT INTO resource_groups (subscription_id, name, location, tags, created_at) VALUES (?, ?, ?, ?, ?)",
             )
@@ -118,3 +124,19 @@ pub async fn put(
 }
 
 pub use sim_core::arm::same_location;
+
+/// The well-known group that holds the default Key Vault: it exists from the start, so
+/// `az group list` shows it and Key Vaults in it belong to a real group.
+pub async fn seed_default(pool: &SqlitePool, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO resource_groups (subscription_id, name, location, tags, created_at) VALUES (?, ?, ?, '{}', ?) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(sim_core::well_known::SUBSCRIPTION_ID)
+    .bind(sim_core::well_known::DEFAULT_RESOURCE_GROUP)
+    .bind(sim_core::well_known::DEFAULT_LOCATION)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

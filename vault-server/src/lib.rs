@@ -80,6 +80,9 @@ impl VaultServer {
         let pool = sim_core::db::open(storage, "vault-server", &MIGRATOR).await?;
         let roles = sim_core::rbac::Roles::new(pool.clone());
         roles.seed().await?;
+        groups::seed_default(&pool, clock.unix())
+            .await
+            .map_err(|e| sim_core::Error::Config(format!("vault-server could not start: {e}")))?;
         let entra = entra::EntraAdmin::new(&config.authority, &config.ca_pem)?;
         let verifier = |audiences: &[&str]| {
             Arc::new(TokenVerifier::new(
@@ -150,7 +153,10 @@ impl AdminHooks for VaultServer {
                 .await?;
             self.state.roles.reset().await
         };
-        reset.await.map_err(|e| e.to_string())
+        reset.await.map_err(|e| e.to_string())?;
+        groups::seed_default(pool, self.state.clock.unix())
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -195,12 +201,15 @@ pub async fn start(
     let server = VaultServer::open(&runtime.storage, runtime.clock.clone(), keys, config).await?;
     let https = sim_core::server::serve(
         server.router(runtime.tls.ca_pem.clone()),
-        ServeConfig {
-            name: "vault-server",
+        // Limits are per route, checked after authentication (see `http::body`).
+        ServeConfig::new(
+            "vault-server",
             bind,
             port,
-            tls: Some(runtime.tls.clone()),
-        },
+            Some(runtime.tls.clone()),
+            runtime.clock.clone(),
+        )
+        .max_body(None),
     )
     .await?;
     Ok(Running { server, https })

@@ -20,6 +20,28 @@ fn invalid(message: String) -> VsError {
     VsError::InvalidPolicy(message)
 }
 
+/// The policy every new vault has (the MARS wizard's defaults: daily at 21:00 UTC, daily
+/// points kept 30 days).
+pub const DEFAULT_POLICY: &str = "DefaultPolicy";
+
+pub fn default_mab() -> Value {
+    serde_json::json!({
+        "backupManagementType": "MAB",
+        "schedulePolicy": {
+            "schedulePolicyType": "SimpleSchedulePolicy",
+            "scheduleRunFrequency": "Daily",
+            "scheduleRunTimes": ["2020-01-01T21:00:00Z"],
+        },
+        "retentionPolicy": {
+            "retentionPolicyType": "LongTermRetentionPolicy",
+            "dailySchedule": {
+                "retentionTimes": ["2020-01-01T21:00:00Z"],
+                "retentionDuration": {"count": 30, "durationType": "Days"},
+            },
+        },
+    })
+}
+
 /// Checks `properties` of a PUT body and returns them in canonical form.
 pub fn validate(properties: &Value) -> Result<Value> {
     let kind = properties["backupManagementType"]
@@ -116,6 +138,11 @@ pub fn validate(properties: &Value) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_policy_is_valid() {
+        validate(&default_mab()).unwrap();
+    }
     use serde_json::json;
 
     fn policy(times: usize, daily_days: i64) -> Value {

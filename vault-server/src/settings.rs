@@ -119,6 +119,29 @@ fn lookup<'a>(map: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
     Some(value)
 }
 
+/// Vault properties that are objects of settings.
+const OBJECT_SETTINGS: &[&[&str]] = &[
+    &["securitySettings"],
+    &["securitySettings", "immutabilitySettings"],
+    &["securitySettings", "softDeleteSettings"],
+    &["redundancySettings"],
+    &["monitoringSettings"],
+    &["restoreSettings"],
+    &["encryption"],
+    &["upgradeDetails"],
+];
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 pub const REDUNDANCY: &[&str] = &["GeoRedundant", "LocallyRedundant", "ZoneRedundant"];
 const ENABLED_DISABLED: &[&str] = &["Enabled", "Disabled"];
 const IMMUTABILITY: &[&str] = &["Disabled", "Unlocked", "Locked"];
@@ -155,6 +178,20 @@ pub fn validate(
     next: &mut Map<String, Value>,
     items_protected: bool,
 ) -> Result<()> {
+    // Known settings groups must be objects: a number or a string there is a mistake to
+    // name, not something to ignore.
+    for path in OBJECT_SETTINGS {
+        if let Some(value) = lookup(next, path)
+            && !value.is_object()
+            && !value.is_null()
+        {
+            return Err(VsError::BadRequest(format!(
+                "properties.{} must be an object; {} was given.",
+                path.join("."),
+                kind_of(value)
+            )));
+        }
+    }
     canonical(next, &["publicNetworkAccess"], ENABLED_DISABLED)?;
     canonical(
         next,
@@ -234,7 +271,11 @@ pub fn validate(
         )));
     }
     if items_protected && redundancy(current) != redundancy(next) {
-        return Err(VsError::RedundancyLocked(vault.to_string()));
+        return Err(VsError::RedundancyLocked {
+            vault: vault.to_string(),
+            current: redundancy(current).to_string(),
+            requested: redundancy(next).to_string(),
+        });
     }
     Ok(())
 }
@@ -324,7 +365,7 @@ mod tests {
         assert!(validate("v", Some(&defaults()), &mut lrs.clone(), false).is_ok());
         assert!(matches!(
             validate("v", Some(&defaults()), &mut lrs.clone(), true),
-            Err(VsError::RedundancyLocked(_))
+            Err(VsError::RedundancyLocked { .. })
         ));
         let mut crr = with(
             lrs,

@@ -290,6 +290,15 @@ impl Vaults {
         let location = request.location.clone().ok_or_else(|| {
             VsError::BadRequest("The 'location' property is required to create a vault.".into())
         })?;
+        if sim_core::arm::region(&location).is_none() {
+            return Err(VsError::LocationNotAvailable {
+                code: "LocationNotAvailableForResourceType",
+                message: sim_core::arm::unknown_location(
+                    &location,
+                    "resource type 'Microsoft.RecoveryServices/vaults'",
+                ),
+            });
+        }
         let mut properties = settings::defaults();
         settings::merge(&mut properties, &request.properties);
         settings::validate(name, None, &mut properties, false)?;

@@ -88,7 +88,13 @@ async fn resource_groups_create_get_head_list_delete() {
             &token,
         )
         .await;
-    assert_eq!(list["value"].as_array().unwrap().len(), 1);
+    let names: Vec<&str> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["azsim", "RG1"], "the default group and the new one");
     let (status, _, _) = t.arm(Method::DELETE, &path, None, &token).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = t.arm(Method::DELETE, &path, None, &token).await;

@@ -125,11 +125,8 @@ impl Directory {
     ) -> Result<Application> {
         let tenant = self.tenant(tenant_id).await?;
         let display_name = new.display_name.trim().to_string();
-        if display_name.is_empty() || display_name.len() > 256 {
-            return Err(EntraError::InvalidInput(
-                "'displayName' must be 1 to 256 characters.".into(),
-            ));
-        }
+        sim_core::arm::check_display_name("'displayName'", display_name.as_ref(), 256)
+            .map_err(EntraError::InvalidInput)?;
         for uri in &new.identifier_uris {
             if !(uri.starts_with("api://") || uri.starts_with("https://")) || uri.len() > 255 {
                 return Err(EntraError::InvalidInput(format!(

@@ -199,11 +199,8 @@ impl Directory {
 
     pub async fn create_tenant(&self, new: NewTenant, now: i64) -> Result<Tenant> {
         let display_name = new.display_name.trim();
-        if display_name.is_empty() || display_name.len() > 256 {
-            return Err(EntraError::InvalidInput(
-                "'displayName' must be 1 to 256 characters.".into(),
-            ));
-        }
+        sim_core::arm::check_display_name("'displayName'", display_name, 256)
+            .map_err(EntraError::InvalidInput)?;
         let id = match new.id {
             Some(id) => uuid::Uuid::parse_str(&id)
                 .map_err(|_| EntraError::InvalidInput(format!("'id' must be a GUID, got '{id}'.")))?

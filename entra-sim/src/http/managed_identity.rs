@@ -17,6 +17,30 @@ use super::EntraState;
 use crate::directory::IdentitySelector;
 use crate::error::EntraError;
 
+/// Azure's IMDS refuses any request carrying `X-Forwarded-For`: a proxy relaying requests
+/// from elsewhere must not obtain the host's tokens. Both protocols refuse it here.
+pub async fn refuse_forwarded(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.headers().contains_key("x-forwarded-for") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "invalid_request",
+                "error_description": "Request contains the X-Forwarded-For header: the managed-identity endpoint answers only requests made on this host, never forwarded ones.",
+            })),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// `GET /health` on the managed-identity port.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "healthy", "service": "entra-sim managed identity"}))
+}
+
 /// Query parameters naming an identity, per protocol.
 const APP_SERVICE_SELECTORS: &[&str] = &["client_id", "object_id", "principal_id", "mi_res_id"];
 const IMDS_SELECTORS: &[&str] = &["client_id", "object_id", "msi_res_id", "mi_res_id"];

@@ -117,7 +117,7 @@ pub fn router(state: EntraState) -> Router {
         .with_state(state)
 }
 
-/// The plain-HTTP managed-identity routes.
+/// The plain-HTTP managed-identity routes (and `/health`, as every port answers it).
 pub fn managed_identity_router(state: EntraState) -> Router {
     Router::new()
         .route("/msi/token", get(managed_identity::app_service_token))
@@ -125,7 +125,11 @@ pub fn managed_identity_router(state: EntraState) -> Router {
             "/metadata/identity/oauth2/token",
             get(managed_identity::imds_token),
         )
+        .route("/health", get(managed_identity::health))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(
+            managed_identity::refuse_forwarded,
+        ))
         .with_state(state)
 }
 

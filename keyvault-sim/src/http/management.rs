@@ -290,6 +290,7 @@ impl Call<'_> {
             Method::PUT => {
                 self.authorize(sub, VAULTS_WRITE, true).await?;
                 let request: VaultRequest = parse(body)?;
+                request.check_complete()?;
                 Ok(
                     match vaults.create_or_update(sub, rg, name, request).await? {
                         Upserted::Created(vault) => {

@@ -23,7 +23,7 @@ pub async fn handle(
     method: Method,
     path: &str,
     headers: &HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response> {
     let segments: Vec<String> = path
         .trim_matches('/')
@@ -37,6 +37,9 @@ pub async fn handle(
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let now = state.clock.unix();
+    // The caller is authenticated; each route reads at most what it can need.
+    let limit = body_limit(&method, &segments);
+    let body = super::read_body(headers, body, limit).await?;
     match (&method, segments.as_slice()) {
         (&Method::POST, ["register"]) => return register(state, &caller, &body, now).await,
         (&Method::GET, ["servers", server, "encryption"]) => {
@@ -44,21 +47,28 @@ pub async fn handle(
         }
         _ => {}
     }
-    let machine = state.data.machine(&caller.app_id).await?.ok_or_else(|| {
-        VsError::Forbidden(format!(
-            "The caller (app {}) is not a registered server of any vault; register with vault credentials first.",
+    let Some(machine) = state.data.machine(&caller.app_id).await? else {
+        if state
+            .vaults
+            .by_registration_app(&caller.app_id)
+            .await?
+            .is_some()
+        {
+            return Err(VsError::Forbidden(format!(
+                "The caller (app {}) is a vault's registration identity: it may only register servers (POST /backup/v1/register).",
+                caller.app_id
+            )));
+        }
+        return Err(VsError::Unregistered(format!(
+            "The caller (app {}) is not a registered server of any vault: it was unregistered, or never registered. Register again with vault credentials.",
             caller.app_id
-        ))
-    })?;
+        )));
+    };
     let vault = state.vaults.by_id(machine.vault_id).await?;
     let data = &state.data;
     match (method.clone(), segments.as_slice()) {
         (Method::DELETE, ["register"]) => {
-            state.backup.unregister(&vault, &machine.container).await?;
-            for app in data.machine_apps(vault.id, &machine.container).await? {
-                data.remove_machine(&app).await?;
-                let _ = state.vaults.entra().delete_app(&app).await;
-            }
+            super::unregister_server(state, &vault, &machine.container).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (Method::POST, ["chunks", "missing"]) => {
@@ -91,6 +101,12 @@ pub async fn handle(
                     "operation must be Backup or Restore.".into(),
                 ));
             }
+            // A backup starting means the server's earlier backups are over: any still
+            // InProgress were killed with the agent.
+            if request.operation == "Backup" {
+                data.fail_abandoned_jobs(vault.id, Some(&machine.container), now)
+                    .await?;
+            }
             let id = data
                 .start_job(
                     vault.id,
@@ -117,13 +133,23 @@ pub async fn handle(
                     statuses.join(", ")
                 )));
             }
-            data.finish_job(vault.id, id, &request.status, &request.details, now)
-                .await?;
+            data.finish_job(
+                vault.id,
+                &machine.container,
+                id,
+                &request.status,
+                &request.details,
+                now,
+            )
+            .await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        (Method::GET, ["jobs"]) => Ok(ok(
-            json!({"value": data.jobs(vault.id, &machine.container).await?}),
-        )),
+        (Method::GET, ["jobs"]) => {
+            data.fail_abandoned_jobs(vault.id, None, now).await?;
+            Ok(ok(
+                json!({"value": data.jobs(vault.id, &machine.container).await?}),
+            ))
+        }
         (Method::POST, ["recoveryPoints"]) => commit(state, &vault, &machine, &body, now).await,
         (Method::GET, ["servers", server, "recoveryPoints"]) => Ok(ok(
             json!({"value": data.recovery_points(vault.id, server).await?}),
@@ -140,6 +166,19 @@ pub async fn handle(
             method: method.to_string(),
             path: path.to_string(),
         }),
+    }
+}
+
+/// Body limit per route: packs are large, commits carry a manifest, the rest is small JSON.
+fn body_limit(method: &Method, segments: &[&str]) -> usize {
+    const KIB: usize = 1024;
+    match (method, segments) {
+        (&Method::PUT, ["packs", _]) => crate::dataplane::MAX_PACK_BYTES,
+        (&Method::POST, ["recoveryPoints"]) => 128 * 1024 * KIB,
+        (&Method::POST, ["chunks", _]) => 4 * 1024 * KIB,
+        (&Method::PATCH, ["jobs", _]) => 256 * KIB,
+        (&Method::POST, ["register"]) => 64 * KIB,
+        _ => 16 * KIB,
     }
 }
 
@@ -347,7 +386,8 @@ async fn protect(
         &digest[20..32]
     )
     .to_uppercase();
-    let name = format!("{guid};{}", request.path);
+    // One path segment, as Azure's MAB item names are: the path lives in friendlyName.
+    let name = format!("FileFolder;{guid}");
     state
         .backup
         .protect_item(vault, &machine.container, &name, &request.path, now)

@@ -9,16 +9,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use sim_core::ApiError;
 use sim_core::SimClock;
 use sim_core::auth::TokenVerifier;
 use sqlx::SqlitePool;
 
-use crate::arm::ArmCall;
+use crate::arm::{self, ArmCall};
 use crate::backup::Backup;
 use crate::error::{Result, VsError};
 use crate::vaults::Vaults;
@@ -45,22 +46,40 @@ pub type VsState = Arc<Shared>;
 pub fn router(state: VsState) -> Router {
     Router::new()
         .fallback(entry)
-        .layer(axum::extract::DefaultBodyLimit::max(
-            crate::dataplane::MAX_PACK_BYTES + 1024 * 1024,
-        ))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-/// ARM bodies are small; only pack uploads may be large.
+/// ARM bodies are small; only the data plane's pack uploads and commits are large.
 const MAX_ARM_BODY: usize = 4 * 1024 * 1024;
 
-async fn entry(
-    State(state): State<VsState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Reads a body only after the caller is authenticated, and at most `limit` bytes of it
+/// (refused from `Content-Length` before reading when that says more).
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
+    let too_large = || {
+        VsError::PayloadTooLarge(format!(
+            "The request body is larger than this operation accepts ({limit} bytes)."
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(VsError::RequestTimeout(
+            "The request body stopped arriving before it was complete; send it again.".into(),
+        )),
+    }
+}
+
+async fn entry(State(state): State<VsState>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let correlation = headers
         .get("x-ms-correlation-request-id")
         .or_else(|| headers.get("x-ms-client-request-id"))
@@ -96,7 +115,7 @@ async fn handle(
     method: Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Failure> {
     let origin = sim_core::arm::request_authority(uri, headers);
     // ARM tolerates doubled slashes (the Azure CLI sends `//metadata/endpoints`).
@@ -120,21 +139,16 @@ async fn handle(
             .map_err(|e| Failure::Api(e.into()))?;
         return Ok(data_plane::handle(state, caller, method, path, headers, body).await?);
     }
-    if body.len() > MAX_ARM_BODY {
-        return Err(VsError::BadRequest(format!(
-            "Request bodies are limited to {MAX_ARM_BODY} bytes."
-        ))
-        .into());
-    }
     let query: BTreeMap<String, String> =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
     if !query.contains_key("api-version") {
         return Err(VsError::MissingApiVersion.into());
     }
-    if path
-        .to_ascii_lowercase()
-        .contains("/providers/microsoft.keyvault")
-    {
+    let lower_path = path.to_ascii_lowercase();
+    if lower_path.contains("/providers/microsoft.keyvault") {
+        if let Some(answer) = key_vault_here(state, &method, &lower_path, authorization).await? {
+            return Ok(answer);
+        }
         let Some(target) = &state.keyvault_management else {
             return Err(VsError::NoRoute {
                 method: method.to_string(),
@@ -142,6 +156,7 @@ async fn handle(
             }
             .into());
         };
+        let body = read_body(headers, body, MAX_ARM_BODY).await?;
         return Ok(crate::forward::forward(
             &state.http,
             target,
@@ -158,13 +173,82 @@ async fn handle(
         .verify_header(authorization)
         .await
         .map_err(|e| Failure::Api(e.into()))?;
+    let body = read_body(headers, body, MAX_ARM_BODY).await?;
     let call = ArmCall::new(caller, method, path, query, origin, body);
-    Ok(dispatch(state, &call).await?)
+    Ok(dispatch(state, &call, authorization.unwrap_or_default()).await?)
 }
 
-async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
+/// The parts of `Microsoft.KeyVault` that vault-server answers itself before forwarding to
+/// keyvault-sim: managed HSMs are not simulated (their lists are empty), and a vault is
+/// created only in a resource group that exists here, the one set of groups.
+async fn key_vault_here(
+    state: &VsState,
+    method: &Method,
+    lower_path: &str,
+    authorization: Option<&str>,
+) -> Result<Option<Response>, Failure> {
+    let segments: Vec<&str> = lower_path.trim_matches('/').split('/').collect();
+    let hsm_list = matches!(
+        segments.as_slice(),
+        [
+            "subscriptions",
+            _,
+            "providers",
+            "microsoft.keyvault",
+            "deletedmanagedhsms" | "managedhsms"
+        ] | [
+            "subscriptions",
+            _,
+            "resourcegroups",
+            _,
+            "providers",
+            "microsoft.keyvault",
+            "managedhsms"
+        ]
+    );
+    let creates_vault = *method == Method::PUT
+        && matches!(
+            segments.as_slice(),
+            [
+                "subscriptions",
+                _,
+                "resourcegroups",
+                _,
+                "providers",
+                "microsoft.keyvault",
+                "vaults",
+                _
+            ]
+        );
+    if !hsm_list && !creates_vault {
+        return Ok(None);
+    }
+    state
+        .arm_verifier
+        .verify_header(authorization)
+        .await
+        .map_err(|e| Failure::Api(e.into()))?;
+    if hsm_list {
+        return Ok(Some(arm::ok(serde_json::json!({"value": []}))));
+    }
+    // Names as sent (the lower-cased copy is only for matching).
+    let (subscription, group) = (segments[1], segments[3]);
+    let groups = crate::groups::list(&state.pool, subscription).await?;
+    if !groups.iter().any(|g| g.name.eq_ignore_ascii_case(group)) {
+        return Err(VsError::ResourceGroupNotFound(group.to_string()).into());
+    }
+    Ok(None)
+}
+
+async fn dispatch(state: &VsState, call: &ArmCall, bearer: &str) -> Result<Response> {
     let lower = call.lower();
     match lower.as_slice() {
+        ["subscriptions", _, "resources"] => {
+            resources::generic_resources(state, call, bearer, None).await
+        }
+        ["subscriptions", _, "resourcegroups", _, "resources"] => {
+            resources::generic_resources(state, call, bearer, Some(call.segment(3))).await
+        }
         ["subscriptions"] | ["tenants"] | ["subscriptions", _] => {
             resources::subscriptions(state, call).await
         }
@@ -221,6 +305,24 @@ fn collapse_slashes(path: &str) -> String {
         }
     }
     out
+}
+
+/// Unregisters a server however it is asked for (the agent, or ARM as `az backup container
+/// unregister` does): its machine identities stop working first, then its container, items
+/// and encryption info go.
+pub(crate) async fn unregister_server(
+    state: &VsState,
+    vault: &crate::vaults::Vault,
+    server: &str,
+) -> Result<bool> {
+    let apps = state.data.machine_apps(vault.id, server).await?;
+    for app in &apps {
+        state.data.remove_machine(app).await?;
+        if let Err(error) = state.vaults.entra().delete_app(app).await {
+            tracing::warn!(%error, app, "the machine identity could not be deleted from Entra");
+        }
+    }
+    Ok(state.backup.unregister(vault, server).await? || !apps.is_empty())
 }
 
 /// Requires a role on the subscription covering `action` (writes need Owner/Contributor).

@@ -1,6 +1,6 @@
 //! Subscriptions, tenants, resource groups and `/metadata/endpoints` (for `az cloud register`).
 
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -129,6 +129,10 @@ pub async fn resource_groups(state: &VsState, call: &ArmCall) -> Result<Response
             let body: GroupBody = call.parse()?;
             if call.method == Method::PATCH {
                 groups::get(&state.pool, subscription, name).await?;
+            } else if body.location.is_none() {
+                return Err(VsError::BadRequest(
+                    "The 'location' property is required: a PUT sends the whole resource group (use PATCH to change its tags).".into(),
+                ));
             }
             let (group, was_created) = groups::put(
                 &state.pool,
@@ -189,7 +193,6 @@ pub fn metadata_endpoints(state: &VsState, origin: &str, query: &str) -> Respons
         .unwrap_or_else(|| "vault.localhost".into());
     let cloud = json!({
         "name": "azsim",
-        "portal": format!("https://{origin}/portal"),
         "authentication": {
             "loginEndpoint": format!("{login}/"),
             "audiences": ["https://management.core.windows.net/", "https://management.azure.com/"],
@@ -216,4 +219,107 @@ pub fn metadata_endpoints(state: &VsState, origin: &str, query: &str) -> Respons
     } else {
         ok(cloud)
     }
+}
+
+/// `GET /subscriptions/{s}[/resourceGroups/{g}]/resources`: the generic resource list over
+/// every type azsim holds (Recovery Services vaults here, Key Vaults from keyvault-sim),
+/// with `$filter` on `resourceType`, `name` and `location`. `az keyvault list`,
+/// `az keyvault show -n` (without `-g`) and `az resource list` read it.
+pub async fn generic_resources(
+    state: &VsState,
+    call: &ArmCall,
+    bearer: &str,
+    group: Option<&str>,
+) -> Result<Response> {
+    authorize(
+        state,
+        call,
+        "Microsoft.Resources/subscriptions/resources/read",
+    )
+    .await?;
+    let subscription = call.segment(1);
+    if let Some(group) = group {
+        groups::get(&state.pool, subscription, group).await?;
+    }
+    let mut resources: Vec<Value> = state
+        .vaults
+        .list(subscription, group)
+        .await?
+        .iter()
+        .map(|vault| generic(&vault.to_json()))
+        .collect();
+    resources.extend(key_vaults(state, bearer, subscription, group).await?);
+    let filter = call.filter();
+    resources.retain(|r| {
+        let field = |key: &str| r[key].as_str().unwrap_or_default().to_string();
+        filter.admits("resourcetype", &field("type"))
+            && filter.admits("name", &field("name"))
+            && filter.admits("location", &field("location"))
+    });
+    Ok(call.page(resources))
+}
+
+/// The generic-resource view of a resource: id, name, type, location, tags (and SKU and
+/// identity when it has them).
+fn generic(resource: &Value) -> Value {
+    let mut out = json!({
+        "id": resource["id"],
+        "name": resource["name"],
+        "type": resource["type"],
+        "location": resource["location"],
+        "tags": resource.get("tags").cloned().unwrap_or_else(|| json!({})),
+    });
+    for key in ["sku", "identity", "kind"] {
+        if let Some(value) = resource.get(key) {
+            out[key] = value.clone();
+        }
+    }
+    out
+}
+
+/// Key Vaults of the subscription (or group), asked of keyvault-sim with the caller's token.
+async fn key_vaults(
+    state: &VsState,
+    bearer: &str,
+    subscription: &str,
+    group: Option<&str>,
+) -> Result<Vec<Value>> {
+    let Some(management) = &state.keyvault_management else {
+        return Ok(Vec::new());
+    };
+    let scope = match group {
+        Some(group) => format!("/subscriptions/{subscription}/resourceGroups/{group}"),
+        None => format!("/subscriptions/{subscription}"),
+    };
+    let mut next = Some(format!(
+        "{management}{scope}/providers/Microsoft.KeyVault/vaults?api-version=2023-07-01"
+    ));
+    let mut out = Vec::new();
+    while let Some(url) = next.take() {
+        let response = state
+            .http
+            .get(&url)
+            .header(header::AUTHORIZATION, bearer)
+            .send()
+            .await
+            .map_err(|e| VsError::Upstream(format!("keyvault-sim cannot be reached: {e}")))?;
+        // A caller without rights on Key Vaults sees the rest of the list.
+        if response.status() == reqwest::StatusCode::FORBIDDEN {
+            return Ok(Vec::new());
+        }
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            return Err(VsError::Upstream(format!(
+                "keyvault-sim refused the Key Vault list ({status}): {text}"
+            )));
+        }
+        let page: Value = response
+            .json()
+            .await
+            .map_err(|e| VsError::Upstream(format!("keyvault-sim answered badly: {e}")))?;
+        out.extend(page["value"].as_array().into_iter().flatten().map(generic));
+        next = page["nextLink"].as_str().map(str::to_string);
+    }
+    Ok(out)
 }

@@ -91,7 +91,7 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
             vault_credentials(state, call, &vault).await
         }
         ["registeredidentities", _] if m == Method::DELETE => {
-            state.backup.unregister(&vault, arg(1)).await?;
+            super::unregister_server(state, &vault, arg(1)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         ["usages"] if m == Method::GET => usages(state, call, &vault).await,
@@ -106,7 +106,7 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
             containers(&state.backup, call, &vault, Some(arg(3))).await
         }
         ["backupfabrics", "azure", "protectioncontainers", _] if m == Method::DELETE => {
-            state.backup.unregister(&vault, arg(3)).await?;
+            super::unregister_server(state, &vault, arg(3)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         ["backupprotecteditems"] if m == Method::GET => {
@@ -143,12 +143,17 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
         ] if m == Method::GET => {
             recovery_points(&state.backup, call, &vault, arg(3), arg(5), Some(arg(7))).await
         }
-        ["backupjobs"] if m == Method::GET => jobs(&state.backup, call, &vault, None).await,
-        ["backupjobs", _] if m == Method::GET => {
-            jobs(&state.backup, call, &vault, Some(arg(1))).await
-        }
+        ["backupjobs"] if m == Method::GET => jobs(state, call, &vault, None).await,
+        ["backupjobs", _] if m == Method::GET => jobs(state, call, &vault, Some(arg(1))).await,
         ["backuppolicies"] if m == Method::GET => policies(&state.backup, call, &vault).await,
         ["backuppolicies", _] => one_policy(&state.backup, call, &vault, arg(1)).await,
+        // Resource guards (multi-user authorization) are not simulated: no proxies exist.
+        // The CLI reads this list before it changes soft-delete settings.
+        ["backupresourceguardproxies"] if m == Method::GET => Ok(ok(json!({"value": []}))),
+        ["backupresourceguardproxies", _] if m == Method::GET => Err(VsError::NotFound(format!(
+            "Resource guard proxy '{}' was not found: resource guards are not simulated.",
+            arg(1)
+        ))),
         ["backupusagesummaries"] | ["backupengines"] if m == Method::GET => {
             Ok(ok(json!({"value": []})))
         }
@@ -176,13 +181,25 @@ async fn vault_resource(
         Method::PUT => {
             authorize(state, call, WRITE).await?;
             let request: VaultRequest = call.parse()?;
+            if request.location.is_none() {
+                return Err(VsError::BadRequest(
+                    "The 'location' property is required: a PUT sends the whole vault (use PATCH to change some of it).".into(),
+                ));
+            }
             Ok(
                 match state
                     .vaults
                     .create_or_update(subscription, group, name, request, &caller)
                     .await?
                 {
-                    Upserted::Created(vault) => created(vault.to_json()),
+                    Upserted::Created(vault) => {
+                        // As on Azure, a new vault comes with a default policy.
+                        state
+                            .backup
+                            .put_policy(&vault, policy::DEFAULT_POLICY, &policy::default_mab())
+                            .await?;
+                        created(vault.to_json())
+                    }
                     Upserted::Updated(vault) => ok(vault.to_json()),
                 },
             )
@@ -222,6 +239,7 @@ async fn upload_certificate(
         auth_type: Option<String>,
         certificate: String,
     }
+    sim_core::arm::check_resource_name("Certificate", name, 260).map_err(VsError::InvalidName)?;
     let body: Body = call.parse()?;
     if let Some(kind) = &body.properties.auth_type
         && !["aad", "azureactivedirectory"].contains(&kind.to_ascii_lowercase().as_str())
@@ -482,11 +500,16 @@ async fn recovery_points(
 }
 
 async fn jobs(
-    backup: &Backup,
+    state: &VsState,
     call: &ArmCall,
     vault: &Vault,
     one: Option<&str>,
 ) -> Result<Response> {
+    state
+        .data
+        .fail_abandoned_jobs(vault.id, None, state.clock.unix())
+        .await?;
+    let backup = &state.backup;
     let all = backup.jobs(vault).await?;
     if let Some(id) = one {
         let job = all
@@ -544,11 +567,8 @@ async fn one_policy(
             Ok(ok(backup::policy_json(vault, &name, &properties, count)))
         }
         Method::PUT => {
-            if name.is_empty() || name.len() > 150 {
-                return Err(VsError::InvalidName(format!(
-                    "Policy name '{name}' must be 1-150 characters."
-                )));
-            }
+            sim_core::arm::check_resource_name("Policy", name, 150)
+                .map_err(VsError::InvalidName)?;
             let body: Value = call.parse()?;
             let properties = policy::validate(body.get("properties").unwrap_or(&Value::Null))?;
             backup.put_policy(vault, name, &properties).await?;
