@@ -34,7 +34,9 @@ use crate::sealing::Sealer;
 pub enum OnConflict {
     /// Keep the existing file and restore beside it as `name (restored N)`.
     Copy,
+    /// Replace the existing file with the restored one.
     Overwrite,
+    /// Keep the existing file and do not restore this one.
     Skip,
 }
 

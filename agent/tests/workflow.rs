@@ -263,3 +263,58 @@ async fn refused_connections_name_the_url_and_the_fix() {
     assert!(message.contains(&format!("localhost:{port}")), "{message}");
     assert!(message.contains("azsim up"), "{message}");
 }
+
+#[test]
+fn every_flag_and_argument_of_every_command_says_what_it_is() {
+    let commands = [
+        "install",
+        "check-network",
+        "register",
+        "backup",
+        "recovery-points",
+        "ls",
+        "restore",
+        "jobs",
+        "status",
+        "unregister",
+    ];
+    for command in commands {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mars-agent"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut in_list = false;
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.ends_with(':') && !line.starts_with(' ') {
+                in_list = matches!(*line, "Options:" | "Arguments:");
+                continue;
+            }
+            let trimmed = line.trim_start();
+            if in_list && trimmed.starts_with("- ") {
+                assert!(
+                    trimmed.contains(": "),
+                    "mars-agent {command}: value '{trimmed}' has no description"
+                );
+                continue;
+            }
+            let is_entry = in_list
+                && (trimmed.starts_with('-')
+                    || trimmed.starts_with('<')
+                    || trimmed.starts_with('['));
+            if !is_entry || line.len() - trimmed.len() > 6 {
+                continue;
+            }
+            // `  --flag <VALUE>  what it is`, or the description on the next line.
+            let described = trimmed.contains("  ")
+                || lines
+                    .get(i + 1)
+                    .is_some_and(|next| next.len() - next.trim_start().len() > 6);
+            assert!(
+                described,
+                "mars-agent {command}: '{trimmed}' has no description\n{help}"
+            );
+        }
+    }
+}

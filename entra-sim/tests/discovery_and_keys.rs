@@ -238,3 +238,39 @@ async fn tokens_expire_on_the_simulated_clock() {
     ));
     let _ = Arc::new(());
 }
+
+#[tokio::test]
+async fn the_managed_identity_port_answers_health_and_refuses_forwarded_requests() {
+    let t = common::start().await;
+    let base = t.running.managed_identity.url();
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let forwarded = http
+        .get(format!(
+            "{base}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net"
+        ))
+        .header("Metadata", "true")
+        .header("X-Forwarded-For", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 400);
+    let body: serde_json::Value = forwarded.json().await.unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("X-Forwarded-For"),
+        "{body}"
+    );
+    let direct = http
+        .get(format!(
+            "{base}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net"
+        ))
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 200);
+}

@@ -49,9 +49,13 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot listen on {addr}: {source}")]
+    /// The cause is the source (printed once, by whoever prints the chain).
+    #[error("{service} cannot listen on {addr}{hint}")]
     Bind {
+        service: &'static str,
         addr: std::net::SocketAddr,
+        /// What to do about it (the flag that picks another port), or empty.
+        hint: String,
         #[source]
         source: std::io::Error,
     },

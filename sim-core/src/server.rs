@@ -145,14 +145,24 @@ impl RunningServer {
 /// Binds and starts serving `router`; returns once the listener is accepting.
 pub async fn serve(router: Router, config: ServeConfig) -> Result<RunningServer, Error> {
     let addr = SocketAddr::new(config.bind, config.port);
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| Error::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
+    let service = config.name;
+    let bind_error = |source: std::io::Error| {
+        let hint = match (source.kind(), port_flag(service)) {
+            (std::io::ErrorKind::AddrInUse, Some(flag)) => {
+                format!(" (the port is taken: stop what uses it, or pick another port with {flag})")
+            }
+            _ => String::new(),
+        };
+        Error::Bind {
+            service,
+            addr,
+            hint,
+            source,
+        }
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
 
     // Outermost first: request id, Date and access log; then panics become 500s; then the
     // body limit and the stalled-body timeout.
@@ -171,7 +181,7 @@ pub async fn serve(router: Router, config: ServeConfig) -> Result<RunningServer,
         Some(tls) => {
             let rustls = tls.rustls_config().await?;
             let mut server = axum_server::from_tcp_rustls(listener, rustls)
-                .map_err(|source| Error::Bind { addr, source })?
+                .map_err(bind_error)?
                 .handle(handle.clone())
                 .first_request_timeout(read_timeout());
             defend(server.http_builder());
@@ -179,7 +189,7 @@ pub async fn serve(router: Router, config: ServeConfig) -> Result<RunningServer,
         }
         None => {
             let mut server = axum_server::from_tcp(listener)
-                .map_err(|source| Error::Bind { addr, source })?
+                .map_err(bind_error)?
                 .handle(handle.clone())
                 .first_request_timeout(read_timeout());
             defend(server.http_builder());
@@ -193,6 +203,18 @@ pub async fn serve(router: Router, config: ServeConfig) -> Result<RunningServer,
         tls: config.tls.is_some(),
         handle,
         task,
+    })
+}
+
+/// The `azsim up` flag that moves a service's port.
+fn port_flag(service: &str) -> Option<&'static str> {
+    Some(match service {
+        "entra-sim" => "--entra-port",
+        "entra-sim-mi" => "--mi-port",
+        "keyvault-sim" => "--keyvault-port",
+        "keyvault-sim-mgmt" => "--keyvault-mgmt-port",
+        "vault-server" => "--vault-server-port",
+        _ => return None,
     })
 }
 

@@ -94,7 +94,7 @@ async fn resource_groups_create_get_head_list_delete() {
         .iter()
         .map(|g| g["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["azsim", "RG1"], "the default group and the new one");
+    assert_eq!(names, ["azsim", "rg1"], "the default group and the new one");
     let (status, _, _) = t.arm(Method::DELETE, &path, None, &token).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = t.arm(Method::DELETE, &path, None, &token).await;

@@ -23,6 +23,7 @@ pub struct TestArm {
     pub clock: SimClock,
     pub entra_url: String,
     pub url: String,
+    pub ca_pem: String,
 }
 
 pub async fn start() -> TestArm {
@@ -67,6 +68,7 @@ pub async fn start() -> TestArm {
         http,
         clock: runtime.clock.clone(),
         entra_url,
+        ca_pem: runtime.tls.ca_pem.clone(),
     }
 }
 
