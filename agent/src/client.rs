@@ -289,6 +289,19 @@ impl Service {
         response.json().await.map_err(network)
     }
 
+    pub async fn put_json(&self, path: &str, body: &Value) -> Result<()> {
+        self.send(|| self.http.put(format!("{}{path}", self.base)).json(body))
+            .await?;
+        Ok(())
+    }
+
+    /// A POST whose answer has no body (204).
+    pub async fn post_no_content(&self, path: &str, body: &Value) -> Result<()> {
+        self.send(|| self.http.post(format!("{}{path}", self.base)).json(body))
+            .await?;
+        Ok(())
+    }
+
     pub async fn patch(&self, path: &str, body: &Value) -> Result<()> {
         self.send(|| self.http.patch(format!("{}{path}", self.base)).json(body))
             .await?;

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod manifest;
 pub mod network;
 pub mod progress;
+pub mod protection;
 pub mod restore;
 pub mod sealing;
 pub mod walk;

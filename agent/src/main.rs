@@ -138,12 +138,76 @@ enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// The retention policy of a protected folder (MARS: Schedule Backup → Select
+    /// Retention Policy).
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// Stop protecting a folder, keeping its backup data or deleting it.
+    StopProtection {
+        /// The protected folder.
+        #[arg(long)]
+        include: PathBuf,
+        /// Delete the backup data too (kept for the vault's soft-delete days when soft
+        /// delete is on; refused in an immutable vault while points have not expired).
+        #[arg(long, requires = "security_pin")]
+        delete_data: bool,
+        /// The vault's security PIN (generate it on the vault: POST …/backupSecurityPIN);
+        /// needed to delete data.
+        #[arg(long)]
+        security_pin: Option<String>,
+    },
+    /// Bring back soft-deleted backup data of a folder.
+    Undelete {
+        /// The folder whose data was deleted.
+        #[arg(long)]
+        include: PathBuf,
+    },
     /// Backup and restore jobs of this server.
     Jobs,
     /// Registration status.
     Status,
     /// Unregister this server from its vault (its backups go with it).
     Unregister,
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// Store a retention policy on the vault and bind it to a folder. Weekly, monthly and
+    /// yearly points are those of `--day` (monthly: the first such day of the month;
+    /// yearly: the first such day of `--month`).
+    Set {
+        /// The protected folder.
+        #[arg(long)]
+        include: PathBuf,
+        /// The policy's name on the vault.
+        #[arg(long)]
+        name: String,
+        /// Keep daily points this many days (7-9999).
+        #[arg(long)]
+        daily: Option<u32>,
+        /// Keep weekly points this many weeks (4-5163).
+        #[arg(long)]
+        weekly: Option<u32>,
+        /// Keep monthly points this many months (3-1188).
+        #[arg(long)]
+        monthly: Option<u32>,
+        /// Keep yearly points this many years (1-99).
+        #[arg(long)]
+        yearly: Option<u32>,
+        /// The weekday of weekly, monthly and yearly points.
+        #[arg(long, default_value = "sunday")]
+        day: String,
+        /// The month of yearly points.
+        #[arg(long, default_value = "january")]
+        month: String,
+        /// Backup times of the schedule, UTC (one to three).
+        #[arg(long, value_delimiter = ',', default_value = "21:00")]
+        times: Vec<String>,
+    },
+    /// Each protected folder with its policy, protection and deletion state.
+    Show,
 }
 
 fn home(cli: &Cli) -> Home {
@@ -329,10 +393,18 @@ async fn run(cli: Cli) -> Result<i32> {
             let human = points
                 .iter()
                 .map(|p| {
+                    let tags: Vec<&str> = p["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
                     format!(
-                        "{}  {}  {}",
+                        "{}  {}  expires {}  {:<22} {}",
                         p["name"].as_str().unwrap_or(""),
                         readable(&p["created"]),
+                        readable(&p["expires"]),
+                        tags.join(","),
                         p["path"].as_str().unwrap_or("")
                     )
                 })
@@ -417,6 +489,101 @@ async fn run(cli: Cli) -> Result<i32> {
                     report.skipped,
                     report.target,
                     report.seconds
+                ),
+            );
+        }
+        Command::Policy { action } => {
+            let agent = Agent::open(&home, !json_output)?;
+            match action {
+                PolicyAction::Set {
+                    include,
+                    name,
+                    daily,
+                    weekly,
+                    monthly,
+                    yearly,
+                    day,
+                    month,
+                    times,
+                } => {
+                    let choice = agent::protection::RetentionChoice {
+                        daily_days: daily,
+                        weekly_weeks: weekly,
+                        monthly_months: monthly,
+                        yearly_years: yearly,
+                        day,
+                        month,
+                        times,
+                    };
+                    let bound = agent::protection::set_policy(
+                        &agent,
+                        &include,
+                        &name,
+                        &choice.to_policy()?,
+                    )
+                    .await?;
+                    print(
+                        json_output,
+                        &bound,
+                        &format!(
+                            "{}: policy {name} (existing recovery points follow it)",
+                            bound["path"].as_str().unwrap_or_default()
+                        ),
+                    );
+                }
+                PolicyAction::Show => {
+                    let items = agent::protection::show(&agent).await?;
+                    let human = items
+                        .iter()
+                        .map(|i| {
+                            format!(
+                                "{}  policy {}  {}  {} recovery points{}",
+                                i["path"].as_str().unwrap_or(""),
+                                i["policy"].as_str().unwrap_or(""),
+                                i["protectionState"].as_str().unwrap_or(""),
+                                i["recoveryPoints"],
+                                if i["deletedAt"].is_null() {
+                                    ""
+                                } else {
+                                    "  (data deleted: undelete to keep it)"
+                                }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    print(json_output, &Value::Array(items), &human);
+                }
+            }
+        }
+        Command::StopProtection {
+            include,
+            delete_data,
+            security_pin,
+        } => {
+            let agent = Agent::open(&home, !json_output)?;
+            let stopped =
+                agent::protection::stop(&agent, &include, delete_data, security_pin.as_deref())
+                    .await?;
+            let what = if delete_data {
+                "protection stopped and backup data deleted"
+            } else {
+                "protection stopped; backup data kept"
+            };
+            print(
+                json_output,
+                &stopped,
+                &format!("{}: {what}", stopped["path"].as_str().unwrap_or_default()),
+            );
+        }
+        Command::Undelete { include } => {
+            let agent = Agent::open(&home, !json_output)?;
+            let undeleted = agent::protection::undelete(&agent, &include).await?;
+            print(
+                json_output,
+                &undeleted,
+                &format!(
+                    "{}: backup data undeleted (protection stays stopped until the next backup)",
+                    undeleted["path"].as_str().unwrap_or_default()
                 ),
             );
         }

@@ -277,10 +277,15 @@ fn every_flag_and_argument_of_every_command_says_what_it_is() {
         "jobs",
         "status",
         "unregister",
+        "policy set",
+        "policy show",
+        "stop-protection",
+        "undelete",
     ];
     for command in commands {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mars-agent"))
-            .args([command, "--help"])
+            .args(command.split(' '))
+            .arg("--help")
             .output()
             .unwrap();
         let help = String::from_utf8_lossy(&out.stdout).to_string();

@@ -35,6 +35,8 @@ pub struct Item {
     pub last_backup_time: Option<i64>,
     pub recovery_points: i64,
     pub oldest_recovery_point: Option<i64>,
+    /// When its backup data was soft-deleted.
+    pub deferred_delete_at: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -54,6 +56,10 @@ pub struct RecoveryPoint {
     pub name: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+    /// Retention tags (`Daily,Weekly`, `AdHoc`).
+    pub rule_name: String,
+    /// The item's data is soft-deleted.
+    pub soft_deleted: bool,
 }
 
 impl Backup {
@@ -86,7 +92,8 @@ impl Backup {
         Ok(sqlx::query_as::<_, Item>(
             "SELECT p.container, p.name, p.friendly_name, p.policy_name, p.protection_state, p.last_backup_status, \
              p.last_backup_time, (SELECT COUNT(*) FROM recovery_points r WHERE r.vault_id = p.vault_id AND r.container = p.container AND r.item = p.name) AS recovery_points, \
-             (SELECT MIN(created_at) FROM recovery_points r WHERE r.vault_id = p.vault_id AND r.container = p.container AND r.item = p.name) AS oldest_recovery_point \
+             (SELECT MIN(created_at) FROM recovery_points r WHERE r.vault_id = p.vault_id AND r.container = p.container AND r.item = p.name) AS oldest_recovery_point, \
+             p.deferred_delete_at \
              FROM protected_items p WHERE p.vault_id = ? ORDER BY p.container, p.name",
         )
         .bind(vault.id)
@@ -122,7 +129,9 @@ impl Backup {
             )));
         }
         Ok(sqlx::query_as::<_, RecoveryPoint>(
-            "SELECT name, created_at, expires_at FROM recovery_points WHERE vault_id = ? AND container = ? AND item = ? ORDER BY created_at DESC, rowid DESC",
+            "SELECT r.name, r.created_at, r.expires_at, r.rule_name, (p.deferred_delete_at IS NOT NULL) AS soft_deleted \
+             FROM recovery_points r JOIN protected_items p ON p.vault_id = r.vault_id AND p.container = r.container AND p.name = r.item \
+             WHERE r.vault_id = ? AND r.container = ? AND r.item = ? ORDER BY r.created_at DESC, r.rowid DESC",
         )
         .bind(vault.id)
         .bind(container)
@@ -407,7 +416,13 @@ pub fn container_json(
     })
 }
 
-pub fn item_json(vault: &Vault, item: &Item) -> Value {
+/// `soft_delete_days`: the vault's soft-delete retention, for a deleted item's purge time.
+pub fn item_json(vault: &Vault, item: &Item, now: i64, soft_delete_days: i64) -> Value {
+    let policy = if item.policy_name.is_empty() {
+        crate::policy::DEFAULT_POLICY
+    } else {
+        &item.policy_name
+    };
     let mut properties = json!({
         "protectedItemType": "MabFileFolderProtectedItem",
         "backupManagementType": "MAB",
@@ -417,8 +432,9 @@ pub fn item_json(vault: &Vault, item: &Item) -> Value {
         "computerName": item.container,
         "protectionState": item.protection_state,
         "deferredDeleteSyncTimeInUTC": 0,
-        "isScheduledForDeferredDelete": false,
-        "policyName": item.policy_name,
+        "isScheduledForDeferredDelete": item.deferred_delete_at.is_some(),
+        "policyName": policy,
+        "policyId": child_id(vault, &format!("backupPolicies/{policy}")),
         "extendedInfo": {"recoveryPointCount": item.recovery_points},
     });
     if let Some(status) = &item.last_backup_status {
@@ -430,6 +446,21 @@ pub fn item_json(vault: &Vault, item: &Item) -> Value {
     }
     if let Some(oldest) = item.oldest_recovery_point {
         properties["extendedInfo"]["oldestRecoveryPoint"] = iso(oldest).into();
+    }
+    if let Some(deleted) = item.deferred_delete_at {
+        let purge = deleted + soft_delete_days * 86_400;
+        properties["deferredDeleteTimeInUTC"] = iso(deleted).into();
+        properties["deferredDeleteSyncTimeInUTC"] = deleted.into();
+        let left = (purge - now).max(0);
+        properties["deferredDeleteTimeRemaining"] = format!(
+            "{}.{:02}:{:02}:{:02}",
+            left / 86_400,
+            left % 86_400 / 3600,
+            left % 3600 / 60,
+            left % 60
+        )
+        .into();
+        properties["isDeferredDeleteScheduleUpcoming"] = (left < 86_400).into();
     }
     json!({
         "id": child_id(vault, &format!("backupFabrics/Azure/protectionContainers/{}/protectedItems/{}", item.container, item.name)),
@@ -487,10 +518,12 @@ pub fn recovery_point_json(
         "recoveryPointTime": iso(point.created_at),
         "recoveryPointAdditionalInfo": "",
     });
+    let mut point_properties =
+        json!({"ruleName": point.rule_name, "isSoftDeleted": point.soft_deleted});
     if let Some(expiry) = point.expires_at {
-        properties["recoveryPointProperties"] =
-            json!({"expiryTime": iso(expiry), "isSoftDeleted": false});
+        point_properties["expiryTime"] = iso(expiry).into();
     }
+    properties["recoveryPointProperties"] = point_properties;
     json!({
         "id": child_id(vault, &format!(
             "backupFabrics/Azure/protectionContainers/{container}/protectedItems/{item}/recoveryPoints/{}",

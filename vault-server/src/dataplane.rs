@@ -46,11 +46,11 @@ pub struct DataPlane {
     store: Arc<dyn ObjectStore>,
 }
 
-fn pack_path(vault_id: i64, id: &str) -> ObjectPath {
+pub(crate) fn pack_path(vault_id: i64, id: &str) -> ObjectPath {
     ObjectPath::from(format!("packs/{vault_id}/{}/{id}", &id[..2]))
 }
 
-fn manifest_path(vault_id: i64, recovery_point: &str) -> ObjectPath {
+pub(crate) fn manifest_path(vault_id: i64, recovery_point: &str) -> ObjectPath {
     ObjectPath::from(format!("manifests/{vault_id}/{recovery_point}"))
 }
 
@@ -297,7 +297,8 @@ impl DataPlane {
         })
     }
 
-    /// Commits a recovery point: every referenced chunk must be stored. One transaction.
+    /// Commits a recovery point with its retention: the item must be protected (not
+    /// deleted) and every referenced chunk stored. One transaction.
     #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
@@ -308,20 +309,28 @@ impl DataPlane {
         manifest: Bytes,
         chunks: &[String],
         now: i64,
-        expires: Option<i64>,
+        retention: &crate::retention::Retention,
     ) -> Result<()> {
-        let item_known: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM protected_items WHERE vault_id = ? AND container = ? AND name = ?",
+        let item_state: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT protection_state, deferred_delete_at FROM protected_items WHERE vault_id = ? AND container = ? AND name = ?",
         )
         .bind(vault.id)
         .bind(container)
         .bind(item)
         .fetch_optional(&self.pool)
         .await?;
-        if item_known.is_none() {
-            return Err(VsError::BadRequest(format!(
-                "Item '{item}' is not protected on server {container}; POST /backup/v1/items first."
-            )));
+        match item_state {
+            None => {
+                return Err(VsError::BadRequest(format!(
+                    "Item '{item}' is not protected on server {container}; POST /backup/v1/items first."
+                )));
+            }
+            Some((_, Some(_))) => {
+                return Err(VsError::Conflict(format!(
+                    "The backup data of item '{item}' was deleted (soft-deleted); undelete it before backing it up again."
+                )));
+            }
+            Some(_) => {}
         }
         let missing = self.missing(vault.id, chunks).await?;
         if !missing.is_empty() {
@@ -352,17 +361,18 @@ impl DataPlane {
             .map_err(storage)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO recovery_points (vault_id, container, item, name, created_at, expires_at, manifest_size, chunk_count) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO recovery_points (vault_id, container, item, name, created_at, expires_at, manifest_size, chunk_count, rule_name) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(vault.id)
         .bind(container)
         .bind(item)
         .bind(name)
         .bind(now)
-        .bind(expires)
+        .bind(retention.expires)
         .bind(manifest.len() as i64)
         .bind(chunks.len() as i64)
+        .bind(retention.rule())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -381,8 +391,8 @@ impl DataPlane {
 
     /// Recovery points of a container (all its items), newest first.
     pub async fn recovery_points(&self, vault_id: i64, container: &str) -> Result<Vec<Value>> {
-        let rows: Vec<(String, String, String, i64, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT r.name, r.item, p.friendly_name, r.created_at, r.expires_at, r.chunk_count FROM recovery_points r \
+        let rows: Vec<PointRow> = sqlx::query_as(
+            "SELECT r.name, r.item, p.friendly_name, r.created_at, r.expires_at, r.chunk_count, r.rule_name FROM recovery_points r \
              JOIN protected_items p ON p.vault_id = r.vault_id AND p.container = r.container AND p.name = r.item \
              WHERE r.vault_id = ? AND r.container = ? ORDER BY r.created_at DESC, r.rowid DESC",
         )
@@ -392,8 +402,9 @@ impl DataPlane {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(name, item, path, created, expires, chunks)| {
-                json!({"name": name, "item": item, "path": path, "created": created, "expires": expires, "chunks": chunks})
+            .map(|(name, item, path, created, expires, chunks, rule)| {
+                let tags: Vec<&str> = rule.split(',').filter(|t| !t.is_empty()).collect();
+                json!({"name": name, "item": item, "path": path, "created": created, "expires": expires, "chunks": chunks, "tags": tags})
             })
             .collect())
     }
@@ -534,6 +545,9 @@ impl DataPlane {
             .collect())
     }
 }
+
+/// name, item, path, created, expires, chunk count, retention tags.
+type PointRow = (String, String, String, i64, Option<i64>, i64, String);
 
 /// chunk id, and its pack, offset and length when the vault holds it.
 type LocatedRow = (String, Option<String>, Option<i64>, Option<i64>);

@@ -52,6 +52,12 @@ pub enum VsError {
     },
     #[error("{0}")]
     InvalidPolicy(String),
+    /// Removing a point of an immutable vault before its expiry.
+    #[error("{0}")]
+    ImmutableRecoveryPoint(String),
+    /// A missing, wrong or expired security PIN.
+    #[error("{0}")]
+    SecurityPin(String),
     #[error("{0}")]
     CredentialsRefused(String),
     #[error("No route for {method} {path}.")]
@@ -91,6 +97,11 @@ impl From<&VsError> for ApiError {
                 "BMSUserErrorRedundancySettingsUpdateNotAllowed",
             ),
             InvalidPolicy(_) => (StatusCode::BAD_REQUEST, "BMSUserErrorInvalidPolicyInput"),
+            ImmutableRecoveryPoint(_) => (
+                StatusCode::BAD_REQUEST,
+                "BMSUserErrorImmutableRecoveryPointNotExpired",
+            ),
+            SecurityPin(_) => (StatusCode::BAD_REQUEST, "BMSUserErrorSecurityPinInvalid"),
             CredentialsRefused(_) => (StatusCode::BAD_REQUEST, "InvalidCertificate"),
             NoRoute { .. } => (StatusCode::NOT_FOUND, "NoRegisteredProviderFound"),
             Rbac(rbac) => return ApiError::from(rbac),

@@ -11,6 +11,7 @@
 
 pub mod arm;
 pub mod backup;
+pub mod collect;
 pub mod credentials;
 pub mod dataplane;
 pub mod entra;
@@ -18,8 +19,10 @@ pub mod error;
 pub mod forward;
 pub mod groups;
 pub mod http;
+pub mod lifecycle;
 pub mod passphrase;
 pub mod policy;
+pub mod retention;
 pub mod settings;
 pub mod vaults;
 
@@ -99,10 +102,12 @@ impl VaultServer {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| sim_core::Error::Tls(e.to_string()))?;
+        let store = blob_store(storage)?;
         let shared = Shared {
             vaults: vaults::Vaults::new(pool.clone(), clock.clone(), entra),
             backup: backup::Backup::new(pool.clone()),
-            data: dataplane::DataPlane::new(pool.clone(), blob_store(storage)?),
+            data: dataplane::DataPlane::new(pool.clone(), store.clone()),
+            lifecycle: lifecycle::Lifecycle::new(pool.clone(), store),
             passphrases: passphrase::PassphraseSaver::new(
                 &config.ca_pem,
                 config.managed_identity.clone(),
@@ -212,5 +217,35 @@ pub async fn start(
         .max_body(None),
     )
     .await?;
+    spawn_sweeper(&server.state);
     Ok(Running { server, https })
 }
+
+/// Every [`SWEEP_INTERVAL`], each vault's expired points, due purges and garbage go (views
+/// also sweep before they read). The task ends when the server is dropped.
+fn spawn_sweeper(state: &VsState) {
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { return };
+            let vaults = match state.vaults.all().await {
+                Ok(vaults) => vaults,
+                Err(error) => {
+                    tracing::warn!(%error, "the lifecycle sweep could not list vaults");
+                    continue;
+                }
+            };
+            for vault in vaults {
+                if let Err(error) = state.lifecycle.sweep(&vault, state.clock.unix()).await {
+                    tracing::warn!(%error, vault = vault.name, "the lifecycle sweep failed");
+                }
+            }
+        }
+    });
+}
+
+/// How often the background sweep runs (real time).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);

@@ -247,6 +247,14 @@ impl Vaults {
             .await?)
     }
 
+    /// Every vault of every subscription (the lifecycle sweep's list).
+    pub async fn all(&self) -> Result<Vec<Vault>> {
+        const QUERY: &str = select_vaults!(" ORDER BY id");
+        Ok(sqlx::query_as::<_, Vault>(QUERY)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Protected items in the vault (redundancy is fixed once there are any).
     pub async fn protected_item_count(&self, vault: &Vault) -> Result<i64> {
         Ok(

@@ -104,7 +104,7 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
             Bytes::from_static(b"m"),
             &["d".repeat(64)],
             2,
-            None,
+            &vault_server::retention::plan(&serde_json::Value::Null, 2, Some(100)),
         )
         .await;
     assert!(matches!(orphan, Err(VsError::BadRequest(m)) if m.contains("does not hold")));
@@ -117,7 +117,7 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
             Bytes::from_static(b"m"),
             std::slice::from_ref(&chunk),
             2,
-            None,
+            &vault_server::retention::plan(&serde_json::Value::Null, 2, Some(100)),
         )
         .await;
     assert!(matches!(unprotected, Err(VsError::BadRequest(m)) if m.contains("not protected")));
@@ -129,7 +129,7 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
         Bytes::from_static(b"m"),
         &[chunk],
         2,
-        None,
+        &vault_server::retention::plan(&serde_json::Value::Null, 2, Some(100)),
     )
     .await
     .unwrap();

@@ -151,9 +151,100 @@ pub async fn handle(
             ))
         }
         (Method::POST, ["recoveryPoints"]) => commit(state, &vault, &machine, &body, now).await,
-        (Method::GET, ["servers", server, "recoveryPoints"]) => Ok(ok(
-            json!({"value": data.recovery_points(vault.id, server).await?}),
-        )),
+        (Method::GET, ["servers", server, "recoveryPoints"]) => {
+            state.lifecycle.sweep(&vault, now).await?;
+            Ok(ok(
+                json!({"value": data.recovery_points(vault.id, server).await?}),
+            ))
+        }
+        (Method::GET, ["items"]) => items(state, &vault, &machine, now).await,
+        (Method::POST, ["items", "stop"]) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Stop {
+                item: String,
+                #[serde(default)]
+                delete_data: bool,
+                security_pin: Option<String>,
+            }
+            let request: Stop = parse_json(&body)?;
+            if request.delete_data {
+                state
+                    .lifecycle
+                    .use_pin(&vault, request.security_pin.as_deref(), now)
+                    .await?;
+            }
+            let lifecycle = &state.lifecycle;
+            lifecycle
+                .stop_protection(
+                    &vault,
+                    &machine.container,
+                    &request.item,
+                    request.delete_data,
+                    now,
+                )
+                .await?;
+            lifecycle.sweep(&vault, now).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::POST, ["items", "undelete"]) => {
+            let request: ItemRef = parse_json(&body)?;
+            state
+                .lifecycle
+                .undelete(&vault, &machine.container, &request.item)
+                .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::POST, ["items", "policy"]) => {
+            #[derive(Deserialize)]
+            struct Bind {
+                item: String,
+                policy: String,
+            }
+            let request: Bind = parse_json(&body)?;
+            state
+                .lifecycle
+                .bind_policy(
+                    &vault,
+                    &machine.container,
+                    &request.item,
+                    &request.policy,
+                    now,
+                )
+                .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::PUT, ["policies", name]) => {
+            sim_core::arm::check_resource_name("Policy", name, 150)
+                .map_err(VsError::InvalidName)?;
+            #[derive(Deserialize)]
+            struct Put {
+                properties: Value,
+            }
+            let request: Put = parse_json(&body)?;
+            let properties = crate::policy::validate(&request.properties)?;
+            state
+                .lifecycle
+                .policy_changing(&vault, name, &properties, now)
+                .await?;
+            state.backup.put_policy(&vault, name, &properties).await?;
+            Ok(ok(json!({"name": name, "properties": properties})))
+        }
+        (Method::GET, ["policies", name]) => {
+            let (found, properties) = state
+                .backup
+                .policies(&vault)
+                .await?
+                .into_iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    VsError::NotFound(format!(
+                        "Policy '{name}' was not found in vault {}.",
+                        vault.name
+                    ))
+                })?;
+            Ok(ok(json!({"name": found, "properties": properties})))
+        }
         (Method::GET, ["servers", server, "recoveryPoints", name, "manifest"]) => {
             let manifest = data.manifest(vault.id, server, name).await?;
             Ok((
@@ -180,6 +271,34 @@ fn body_limit(method: &Method, segments: &[&str]) -> usize {
         (&Method::POST, ["register"]) => 64 * KIB,
         _ => 16 * KIB,
     }
+}
+
+#[derive(Deserialize)]
+struct ItemRef {
+    item: String,
+}
+
+/// The caller's items with their policy, protection and deletion state.
+async fn items(state: &VsState, vault: &Vault, machine: &Machine, now: i64) -> Result<Response> {
+    state.lifecycle.sweep(vault, now).await?;
+    let items: Vec<Value> = state
+        .backup
+        .items(vault)
+        .await?
+        .into_iter()
+        .filter(|i| i.container.eq_ignore_ascii_case(&machine.container))
+        .map(|i| {
+            json!({
+                "item": i.name,
+                "path": i.friendly_name,
+                "policy": if i.policy_name.is_empty() { crate::policy::DEFAULT_POLICY } else { &i.policy_name },
+                "protectionState": i.protection_state,
+                "recoveryPoints": i.recovery_points,
+                "deletedAt": i.deferred_delete_at,
+            })
+        })
+        .collect();
+    Ok(ok(json!({"value": items})))
 }
 
 #[derive(Deserialize)]
@@ -415,6 +534,16 @@ async fn commit(
         .decode(&request.manifest)
         .map_err(|_| VsError::BadRequest("manifest must be base64.".into()))?;
     let name = format!("{now}{:06}", uuid::Uuid::new_v4().as_u128() % 1_000_000);
+    let retention = state
+        .lifecycle
+        .plan(
+            vault,
+            &machine.container,
+            &request.item,
+            now,
+            request.retain_until,
+        )
+        .await?;
     state
         .data
         .commit(
@@ -425,8 +554,10 @@ async fn commit(
             Bytes::from(manifest),
             &request.chunks,
             now,
-            request.retain_until,
+            &retention,
         )
         .await?;
-    Ok(ok(json!({"name": name})))
+    Ok(ok(
+        json!({"name": name, "expires": retention.expires, "tags": retention.tags}),
+    ))
 }

@@ -32,6 +32,7 @@ pub struct Shared {
     pub vaults: Vaults,
     pub backup: Backup,
     pub data: crate::dataplane::DataPlane,
+    pub lifecycle: crate::lifecycle::Lifecycle,
     pub passphrases: crate::passphrase::PassphraseSaver,
     pub arm_verifier: Arc<TokenVerifier>,
     pub admin_verifier: Arc<TokenVerifier>,
@@ -315,6 +316,17 @@ pub(crate) async fn unregister_server(
     vault: &crate::vaults::Vault,
     server: &str,
 ) -> Result<bool> {
+    // An immutable vault keeps the server's unexpired points: unregistering would delete them.
+    state
+        .lifecycle
+        .check_removable(
+            vault,
+            Some(server),
+            None,
+            "unregistering the server",
+            state.clock.unix(),
+        )
+        .await?;
     let apps = state.data.machine_apps(vault.id, server).await?;
     for app in &apps {
         state.data.remove_machine(app).await?;

@@ -109,8 +109,17 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
             super::unregister_server(state, &vault, arg(3)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        ["backupprotecteditems"] if m == Method::GET => {
-            items(&state.backup, call, &vault, None).await
+        ["backupprotecteditems"] if m == Method::GET => items(state, call, &vault, None).await,
+        ["backupsecuritypin"] if m == Method::POST => {
+            let (pin, expires) = state
+                .lifecycle
+                .issue_pin(&vault, state.clock.unix())
+                .await?;
+            // .NET ticks (100 ns since 0001-01-01), as the service sends them.
+            let ticks = (expires + 62_135_596_800) * 10_000_000;
+            Ok(ok(
+                json!({"token": pin, "securityPIN": pin, "expiryTimeInUtcTicks": ticks}),
+            ))
         }
         [
             "backupfabrics",
@@ -119,7 +128,7 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
             _,
             "protecteditems",
             _,
-        ] if m == Method::GET => items(&state.backup, call, &vault, Some((arg(3), arg(5)))).await,
+        ] if m == Method::GET => items(state, call, &vault, Some((arg(3), arg(5)))).await,
         [
             "backupfabrics",
             "azure",
@@ -127,9 +136,16 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
             _,
             "protecteditems",
             _,
-            "recoverypoints",
-        ] if m == Method::GET => {
-            recovery_points(&state.backup, call, &vault, arg(3), arg(5), None).await
+        ] if m == Method::DELETE => {
+            // The portal's "Stop backup → Delete backup data": soft delete applies, and an
+            // immutable vault refuses while points have not expired.
+            let now = state.clock.unix();
+            state
+                .lifecycle
+                .stop_protection(&vault, arg(3), arg(5), true, now)
+                .await?;
+            state.lifecycle.sweep(&vault, now).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
         }
         [
             "backupfabrics",
@@ -138,15 +154,32 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
             _,
             "protecteditems",
             _,
+        ] if m == Method::PUT => update_item(state, call, &vault, arg(3), arg(5)).await,
+        [
+            "backupfabrics",
+            "azure",
+            "protectioncontainers",
+            _,
+            "protecteditems",
+            _,
+            "recoverypoints",
+        ] if m == Method::GET => recovery_points(state, call, &vault, arg(3), arg(5), None).await,
+        [
+            "backupfabrics",
+            "azure",
+            "protectioncontainers",
+            _,
+            "protecteditems",
+            _,
             "recoverypoints",
             _,
         ] if m == Method::GET => {
-            recovery_points(&state.backup, call, &vault, arg(3), arg(5), Some(arg(7))).await
+            recovery_points(state, call, &vault, arg(3), arg(5), Some(arg(7))).await
         }
         ["backupjobs"] if m == Method::GET => jobs(state, call, &vault, None).await,
         ["backupjobs", _] if m == Method::GET => jobs(state, call, &vault, Some(arg(1))).await,
         ["backuppolicies"] if m == Method::GET => policies(&state.backup, call, &vault).await,
-        ["backuppolicies", _] => one_policy(&state.backup, call, &vault, arg(1)).await,
+        ["backuppolicies", _] => one_policy(state, call, &vault, arg(1)).await,
         // Resource guards (multi-user authorization) are not simulated: no proxies exist.
         // The CLI reads this list before it changes soft-delete settings.
         ["backupresourceguardproxies"] if m == Method::GET => Ok(ok(json!({"value": []}))),
@@ -294,14 +327,16 @@ async fn usages(state: &VsState, _call: &ArmCall, vault: &Vault) -> Result<Respo
     let containers = state.backup.containers(vault).await?.len();
     let items = state.backup.items(vault).await?.len();
     let in_progress = state.backup.in_progress_jobs(vault).await?;
+    let stored = state.lifecycle.stored_bytes(vault).await?;
+    let geo = crate::settings::redundancy(&vault.properties()) == "GeoRedundant";
     let usage = |value: &str, localized: &str, current: i64, unit: &str| json!({"name": {"value": value, "localizedValue": localized}, "currentValue": current, "limit": -1, "unit": unit});
     Ok(ok(json!({"value": [
         usage("MABContainersCount", "Backup management servers", containers as i64, "Count"),
         usage("MABProtectedItemCount", "File-Folders", items as i64, "Count"),
         usage("ManagedInstances", "Protected Instances", items as i64, "Count"),
         usage("InProgressJobsCount", "In progress", in_progress, "Count"),
-        usage("GRSStorageUsage", "Cloud - GRS", 0, "Bytes"),
-        usage("LRSStorageUsage", "Cloud - LRS", 0, "Bytes"),
+        usage("GRSStorageUsage", "Cloud - GRS", if geo { stored } else { 0 }, "Bytes"),
+        usage("LRSStorageUsage", "Cloud - LRS", if geo { 0 } else { stored }, "Bytes"),
     ]})))
 }
 
@@ -438,12 +473,15 @@ async fn containers(
 }
 
 async fn items(
-    backup: &Backup,
+    state: &VsState,
     call: &ArmCall,
     vault: &Vault,
     one: Option<(&str, &str)>,
 ) -> Result<Response> {
-    let all = backup.items(vault).await?;
+    let now = state.clock.unix();
+    state.lifecycle.sweep(vault, now).await?;
+    let days = crate::lifecycle::soft_delete_days(vault).unwrap_or(0);
+    let all = state.backup.items(vault).await?;
     if let Some((container, name)) = one {
         let found = all
             .iter()
@@ -456,7 +494,7 @@ async fn items(
                     vault.name
                 ))
             })?;
-        return Ok(ok(backup::item_json(vault, found)));
+        return Ok(ok(backup::item_json(vault, found, now, days)));
     }
     let filter = call.filter();
     let file_folder = filter.admits("itemtype", "FileFolder");
@@ -464,7 +502,7 @@ async fn items(
         all.iter()
             .filter(|i| filter.admits("containername", &i.container))
             .filter(|i| filter.admits("policyname", &i.policy_name))
-            .map(|i| backup::item_json(vault, i))
+            .map(|i| backup::item_json(vault, i, now, days))
             .collect()
     } else {
         vec![]
@@ -472,15 +510,46 @@ async fn items(
     Ok(call.page(listed))
 }
 
+/// `PUT` of a protected item: `isRehydrate: true` undeletes soft-deleted data; `policyId`
+/// binds a policy (its points are re-planned).
+async fn update_item(
+    state: &VsState,
+    call: &ArmCall,
+    vault: &Vault,
+    container: &str,
+    item: &str,
+) -> Result<Response> {
+    let body: Value = call.parse()?;
+    let properties = body.get("properties").cloned().unwrap_or(Value::Null);
+    if !properties.is_object() {
+        return Err(VsError::BadRequest(
+            "properties must be an object (a MabFileFolderProtectedItem).".into(),
+        ));
+    }
+    let now = state.clock.unix();
+    if properties["isRehydrate"].as_bool() == Some(true) {
+        state.lifecycle.undelete(vault, container, item).await?;
+    }
+    if let Some(policy_id) = properties["policyId"].as_str().filter(|p| !p.is_empty()) {
+        let name = policy_id.rsplit('/').next().unwrap_or(policy_id);
+        state
+            .lifecycle
+            .bind_policy(vault, container, item, name, now)
+            .await?;
+    }
+    items(state, call, vault, Some((container, item))).await
+}
+
 async fn recovery_points(
-    backup: &Backup,
+    state: &VsState,
     call: &ArmCall,
     vault: &Vault,
     container: &str,
     item: &str,
     one: Option<&str>,
 ) -> Result<Response> {
-    let points = backup.recovery_points(vault, container, item).await?;
+    state.lifecycle.sweep(vault, state.clock.unix()).await?;
+    let points = state.backup.recovery_points(vault, container, item).await?;
     if let Some(name) = one {
         let point = points.iter().find(|p| p.name == name).ok_or_else(|| {
             VsError::NotFound(format!(
@@ -545,11 +614,12 @@ async fn policies(backup: &Backup, call: &ArmCall, vault: &Vault) -> Result<Resp
 }
 
 async fn one_policy(
-    backup: &Backup,
+    state: &VsState,
     call: &ArmCall,
     vault: &Vault,
     name: &str,
 ) -> Result<Response> {
+    let backup = &state.backup;
     match call.method {
         Method::GET => {
             let (name, properties) = backup
@@ -571,6 +641,12 @@ async fn one_policy(
                 .map_err(VsError::InvalidName)?;
             let body: Value = call.parse()?;
             let properties = policy::validate(body.get("properties").unwrap_or(&Value::Null))?;
+            // Existing points follow the new retention (an immutable vault refuses to
+            // shorten any).
+            state
+                .lifecycle
+                .policy_changing(vault, name, &properties, state.clock.unix())
+                .await?;
             backup.put_policy(vault, name, &properties).await?;
             let count = backup.policy_item_count(vault, name).await?;
             Ok(ok(backup::policy_json(vault, name, &properties, count)))

@@ -200,3 +200,97 @@ pub fn message(body: &Value) -> &str {
 pub fn minimal_vault() -> Value {
     json!({"location": "westeurope", "sku": {"name": "RS0", "tier": "Standard"}, "properties": {}})
 }
+
+/// An admin-plane token (entra-sim's admin API).
+pub async fn admin_plane(t: &TestArm) -> String {
+    t.token(
+        well_known::ADMIN_CLIENT_ID,
+        well_known::ADMIN_CLIENT_SECRET,
+        "api://azsim/.default",
+    )
+    .await
+}
+
+/// A registered server of `vault` with its own machine identity; returns its ARM token.
+pub async fn machine(t: &TestArm, vault: &str, server: &str) -> String {
+    machine_login(t, vault, server).await.token(t).await
+}
+
+/// A machine identity's client credentials (tokens expire as the clock moves).
+pub struct MachineLogin {
+    pub app_id: String,
+    pub secret: String,
+}
+
+impl MachineLogin {
+    pub async fn token(&self, t: &TestArm) -> String {
+        t.token(
+            &self.app_id,
+            &self.secret,
+            "https://management.azure.com/.default",
+        )
+        .await
+    }
+}
+
+/// A registered server of `vault` with its own machine identity.
+pub async fn machine_login(t: &TestArm, vault: &str, server: &str) -> MachineLogin {
+    let admin = admin_plane(t).await;
+    let apps = format!("{}/admin/tenants/{TENANT}/applications", t.entra_url);
+    let (status, app, _) = t
+        .send(
+            Method::POST,
+            &apps,
+            Some(json!({"displayName": format!("mars-{server}")})),
+            Some(&admin),
+        )
+        .await;
+    assert!(status.is_success(), "{app}");
+    let app_id = app["appId"].as_str().unwrap().to_string();
+    let (_, secret, _) = t
+        .send(
+            Method::POST,
+            &format!("{apps}/{app_id}/secrets"),
+            Some(json!({})),
+            Some(&admin),
+        )
+        .await;
+    let state = &t.vs.server.state;
+    let vault = state.vaults.get(SUB, "rg1", vault).await.unwrap();
+    state
+        .backup
+        .register_container(&vault, server, "test", 1)
+        .await
+        .unwrap();
+    state
+        .data
+        .add_machine(
+            &app_id,
+            app["servicePrincipalId"].as_str().unwrap(),
+            &vault,
+            server,
+            1,
+        )
+        .await
+        .unwrap();
+    MachineLogin {
+        app_id,
+        secret: secret["secretText"].as_str().unwrap().to_string(),
+    }
+}
+
+pub async fn data_plane(
+    t: &TestArm,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    token: &str,
+) -> Response {
+    t.send(
+        method,
+        &format!("{}/backup/v1{path}", t.url),
+        body,
+        Some(token),
+    )
+    .await
+}
