@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use backup_protocol::{ChangeEncryption, KeyVaultSave, RecoveryPoint, RegisterRequest};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_RSA_SHA256};
-use serde_json::{Value, json};
 
 use crate::client::{CertIdentity, Service, http_client};
 use crate::config::{AgentConfig, Home, Registration};
@@ -15,6 +15,13 @@ use crate::error::{AgentError, Result};
 use crate::keys::{MasterKey, WrappedKey, check_passphrase};
 use crate::manifest::Manifest;
 use crate::sealing::Sealer;
+use crate::vault_client::VaultClient;
+
+/// A passphrase file's first line (a trailing newline is not part of it).
+pub fn read_passphrase(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| AgentError::io(path, e))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
 
 pub const AGENT_VERSION: &str = concat!("azsim-mars/", env!("CARGO_PKG_VERSION"));
 
@@ -23,7 +30,8 @@ pub struct Agent {
     pub progress: bool,
     pub config: AgentConfig,
     pub registration: Registration,
-    pub service: Service,
+    /// The vault's backup data plane, signed in as this machine.
+    pub vault: VaultClient,
     pub sealer: Sealer,
 }
 
@@ -31,48 +39,104 @@ impl Agent {
     pub fn open(home: &Home, progress: bool) -> Result<Arc<Agent>> {
         let (config, registration) = home.registration()?;
         let http = http_client(config.ca_file.as_deref(), config.proxy.as_deref())?;
-        let identity = CertIdentity {
-            authority: registration.authority.clone(),
-            tenant_id: registration.tenant_id.clone(),
-            client_id: registration.client_id.clone(),
-            certificate_pem: registration.certificate_pem.clone(),
-            key_pem: home.machine_key()?,
-        };
-        let service = Service::new(http, &registration.service_url, identity);
+        let identity = CertIdentity::of_registration(&registration, home.machine_key()?);
+        let vault = VaultClient::new(Service::new(http, &registration.service_url, identity));
         let sealer = Sealer::new(&home.master_key()?);
         Ok(Arc::new(Agent {
             progress,
             config,
             registration,
-            service,
+            vault,
             sealer,
         }))
     }
 
     /// The sealer for another server's data (restore elsewhere), from its passphrase.
     pub async fn sealer_for(&self, server: &str, passphrase: &str) -> Result<Sealer> {
-        let answer: Value = self
-            .service
-            .get(&format!("/backup/v1/servers/{}/encryption", encode(server)))
-            .await?;
-        let wrapped: WrappedKey =
-            serde_json::from_value(answer["encryption"].clone()).map_err(|_| {
-                AgentError::Service(format!(
-                    "the vault holds no usable key information for {server}"
-                ))
-            })?;
+        let answer = self.vault.encryption(server).await?;
+        let wrapped: WrappedKey = serde_json::from_value(answer.encryption).map_err(|_| {
+            AgentError::Service(format!(
+                "the vault holds no usable key information for {server}"
+            ))
+        })?;
         Ok(Sealer::new(&MasterKey::unwrap(&wrapped, passphrase)?))
     }
 
-    pub async fn recovery_points(&self, server: &str) -> Result<Vec<Value>> {
-        let answer: Value = self
-            .service
-            .get(&format!(
-                "/backup/v1/servers/{}/recoveryPoints",
-                encode(server)
-            ))
+    /// Which server's backups, and the sealer that opens them: this server's own (a
+    /// passphrase given for them is checked, not ignored), or another's from its passphrase.
+    pub async fn source(
+        &self,
+        from_server: Option<String>,
+        passphrase_file: Option<&Path>,
+    ) -> Result<(String, Sealer)> {
+        let passphrase = passphrase_file.map(read_passphrase).transpose()?;
+        match (from_server, passphrase) {
+            (None, None) => Ok((self.registration.server_name.clone(), self.sealer.clone())),
+            (None, Some(passphrase)) => {
+                let server = self.registration.server_name.clone();
+                let sealer = self.sealer_for(&server, &passphrase).await?;
+                if sealer.key_check() != self.sealer.key_check() {
+                    return Err(AgentError::WrongPassphrase);
+                }
+                Ok((server, self.sealer.clone()))
+            }
+            (Some(server), Some(passphrase)) => {
+                let sealer = self.sealer_for(&server, &passphrase).await?;
+                Ok((server, sealer))
+            }
+            (Some(_), None) => Err(AgentError::Usage(
+                "--from-server needs --passphrase-file".into(),
+            )),
+        }
+    }
+
+    /// Unregisters this server from its vault, then forgets the registration and its keys
+    /// here (only once the vault agreed).
+    pub async fn unregister(&self, home: &Home) -> Result<()> {
+        self.vault.unregister().await?;
+        let mut config = home.load()?;
+        config.registration = None;
+        home.save(&config)?;
+        home.forget_secrets()
+    }
+
+    /// Re-wraps the master key with `new_passphrase` (nothing is re-encrypted) and stores
+    /// it on the vault, which needs its security PIN; with `key_vault_uri` the vault's
+    /// identity saves the new passphrase there too. The vault swaps the wrapped key in one
+    /// step, so the old passphrase works until the new one does.
+    pub async fn change_passphrase(
+        &self,
+        home: &Home,
+        security_pin: &str,
+        new_passphrase: &str,
+        key_vault_uri: Option<&str>,
+    ) -> Result<()> {
+        check_passphrase(new_passphrase)?;
+        let master = home.master_key()?;
+        let wrapped = master.wrap(new_passphrase)?;
+        self.vault
+            .change_encryption(
+                &self.registration.server_name,
+                &ChangeEncryption {
+                    encryption: serde_json::to_value(&wrapped).expect("a wrapped key serialises"),
+                    key_check: master.check_value(),
+                    security_pin: security_pin.to_string(),
+                    key_vault: key_vault_uri.map(|uri| KeyVaultSave {
+                        uri: uri.to_string(),
+                        passphrase: new_passphrase.to_string(),
+                    }),
+                },
+            )
             .await?;
-        Ok(answer["value"].as_array().cloned().unwrap_or_default())
+        let mut config = home.load()?;
+        if let Some(registration) = config.registration.as_mut() {
+            registration.encryption = wrapped;
+        }
+        home.save(&config)
+    }
+
+    pub async fn recovery_points(&self, server: &str) -> Result<Vec<RecoveryPoint>> {
+        self.vault.recovery_points(server).await
     }
 
     pub async fn manifest(
@@ -81,31 +145,9 @@ impl Agent {
         recovery_point: &str,
         sealer: &Sealer,
     ) -> Result<Manifest> {
-        let blob = self
-            .service
-            .get_bytes(
-                &format!(
-                    "/backup/v1/servers/{}/recoveryPoints/{}/manifest",
-                    encode(server),
-                    encode(recovery_point)
-                ),
-                None,
-            )
-            .await?;
+        let blob = self.vault.manifest(server, recovery_point).await?;
         Manifest::open(sealer, &blob)
     }
-}
-
-pub fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Registers this machine with the vault named in `credentials`.
@@ -132,31 +174,17 @@ pub async fn register(
         )));
     }
     let http = http_client(config.ca_file.as_deref(), config.proxy.as_deref())?;
-    let vault_identity = CertIdentity {
-        authority: credentials.authority.clone(),
-        tenant_id: credentials.tenant_id.clone(),
-        client_id: credentials.client_id.clone(),
-        certificate_pem: credentials.certificate_pem.clone(),
-        key_pem: credentials.key_pem.clone(),
-    };
+    let vault_identity = CertIdentity::of_credentials(&credentials);
     let thumbprint = vault_identity.thumbprint()?;
-    let service = Service::new(http, &credentials.service_url, vault_identity);
+    let vault = VaultClient::new(Service::new(http, &credentials.service_url, vault_identity));
 
     // Same server again: the passphrase must unlock the key it was registered with.
-    let existing: Result<Value> = service
-        .get(&format!(
-            "/backup/v1/servers/{}/encryption",
-            encode(server_name)
-        ))
-        .await;
+    let existing = vault.encryption(server_name).await;
     let (master, wrapped) = match existing {
         Ok(answer) => {
-            let wrapped: WrappedKey = serde_json::from_value(answer["encryption"].clone())
-                .map_err(|_| {
-                    AgentError::Service(
-                        "the vault's key information for this server is damaged".into(),
-                    )
-                })?;
+            let wrapped: WrappedKey = serde_json::from_value(answer.encryption).map_err(|_| {
+                AgentError::Service("the vault's key information for this server is damaged".into())
+            })?;
             let master = MasterKey::unwrap(&wrapped, passphrase).map_err(|e| match e {
                 AgentError::WrongPassphrase => AgentError::Usage(format!(
                     "server '{server_name}' is already registered to vault {} with another passphrase; re-registering needs that passphrase",
@@ -189,19 +217,19 @@ pub async fn register(
         .map_err(|e| AgentError::Crypto(e.to_string()))?;
     let certificate_pem = certificate.pem();
 
-    let answer: Value = service
-        .post(
-            "/backup/v1/register",
-            &json!({
-                "serverName": server_name,
-                "agentVersion": AGENT_VERSION,
-                "certificate": STANDARD.encode(pem_to_der(&certificate_pem)?),
-                "credentialThumbprint": thumbprint,
-                "encryption": wrapped,
-                "keyCheck": master.check_value(),
-                "keyVault": key_vault_uri.map(|uri| json!({"uri": uri, "passphrase": passphrase})),
+    let answer = vault
+        .register(&RegisterRequest {
+            server_name: server_name.to_string(),
+            agent_version: AGENT_VERSION.to_string(),
+            certificate: STANDARD.encode(pem_to_der(&certificate_pem)?),
+            credential_thumbprint: thumbprint,
+            encryption: serde_json::to_value(&wrapped).expect("a wrapped key serialises"),
+            key_check: master.check_value(),
+            key_vault: key_vault_uri.map(|uri| KeyVaultSave {
+                uri: uri.to_string(),
+                passphrase: passphrase.to_string(),
             }),
-        )
+        })
         .await?;
     let registration = Registration {
         server_name: server_name.to_string(),
@@ -209,20 +237,9 @@ pub async fn register(
         resource_group: credentials.resource_group,
         vault: credentials.vault,
         service_url: credentials.service_url,
-        authority: answer["authority"]
-            .as_str()
-            .unwrap_or(&credentials.authority)
-            .to_string(),
-        tenant_id: answer["tenantId"]
-            .as_str()
-            .unwrap_or(&credentials.tenant_id)
-            .to_string(),
-        client_id: answer["clientId"]
-            .as_str()
-            .ok_or_else(|| {
-                AgentError::Service("the vault did not return a machine identity".into())
-            })?
-            .to_string(),
+        authority: answer.authority,
+        tenant_id: answer.tenant_id,
+        client_id: answer.client_id,
         certificate_pem,
         encryption: wrapped,
         registered_at: chrono::Utc::now().timestamp(),

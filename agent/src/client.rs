@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -30,6 +31,28 @@ pub struct CertIdentity {
 }
 
 impl CertIdentity {
+    /// The vault's registration app, from a vault credentials file.
+    pub fn of_credentials(credentials: &crate::credentials::VaultCredentials) -> Self {
+        CertIdentity {
+            authority: credentials.authority.clone(),
+            tenant_id: credentials.tenant_id.clone(),
+            client_id: credentials.client_id.clone(),
+            certificate_pem: credentials.certificate_pem.clone(),
+            key_pem: credentials.key_pem.clone(),
+        }
+    }
+
+    /// This machine's own identity, from its registration and private key.
+    pub fn of_registration(registration: &crate::config::Registration, key_pem: String) -> Self {
+        CertIdentity {
+            authority: registration.authority.clone(),
+            tenant_id: registration.tenant_id.clone(),
+            client_id: registration.client_id.clone(),
+            certificate_pem: registration.certificate_pem.clone(),
+            key_pem,
+        }
+    }
+
     /// A client assertion for `token_url`, valid from `now` (Unix seconds, service time).
     fn assertion(&self, token_url: &str, now: i64) -> Result<String> {
         let der = pem_to_der(&self.certificate_pem)?;
@@ -275,34 +298,45 @@ impl Service {
         }
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
+    /// The reply to `path` as `T`; a reply that does not parse names the route.
+    async fn parse<T: DeserializeOwned>(path: &str, response: reqwest::Response) -> Result<T> {
+        let bytes = response.bytes().await.map_err(network)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            AgentError::Service(format!(
+                "the vault's answer to {path} is malformed ({e}); is this an azsim vault-server of the same version?"
+            ))
+        })
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
         let response = self
             .send(|| self.http.post(format!("{}{path}", self.base)).json(body))
             .await?;
-        response.json().await.map_err(network)
+        Self::parse(path, response).await
+    }
+
+    pub async fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        let response = self
+            .send(|| self.http.put(format!("{}{path}", self.base)).json(body))
+            .await?;
+        Self::parse(path, response).await
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let response = self
             .send(|| self.http.get(format!("{}{path}", self.base)))
             .await?;
-        response.json().await.map_err(network)
-    }
-
-    pub async fn put_json(&self, path: &str, body: &Value) -> Result<()> {
-        self.send(|| self.http.put(format!("{}{path}", self.base)).json(body))
-            .await?;
-        Ok(())
+        Self::parse(path, response).await
     }
 
     /// A POST whose answer has no body (204).
-    pub async fn post_no_content(&self, path: &str, body: &Value) -> Result<()> {
+    pub async fn post_no_content(&self, path: &str, body: &impl Serialize) -> Result<()> {
         self.send(|| self.http.post(format!("{}{path}", self.base)).json(body))
             .await?;
         Ok(())
     }
 
-    pub async fn patch(&self, path: &str, body: &Value) -> Result<()> {
+    pub async fn patch(&self, path: &str, body: &impl Serialize) -> Result<()> {
         self.send(|| self.http.patch(format!("{}{path}", self.base)).json(body))
             .await?;
         Ok(())

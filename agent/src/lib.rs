@@ -1,12 +1,22 @@
 //! mars-agent: a backup agent modelled on the Azure Backup MARS agent.
 //!
-//! [`keys`] (passphrase, master key), [`credentials`] (the `.VaultCredentials` file),
-//! [`client`] (Entra sign-in, vault-server calls), [`sealing`] (chunks and packs),
-//! [`manifest`], [`walk`], [`backup`], [`restore`], [`network`], [`config`] (state on this machine),
-//! [`agent`] (registration and the registered agent).
+//! Layout, by job:
+//! - on this machine: [`config`] (the agent's state: `agent.json`, keys), [`keys`]
+//!   (passphrase, Argon2id, the wrapped master key), [`credentials`] (the
+//!   `.VaultCredentials` file), [`walk`] (what a protected path holds), [`manifest`] (what a
+//!   recovery point holds, sealed), [`sealing`] (chunk ids, AES-256-GCM, zstd);
+//! - talking to the cloud: [`client`] (Entra sign-in at the service's time, retries),
+//!   [`vault_client`] (every `/backup/v1` call, typed by `backup_protocol`), [`network`]
+//!   (check-network);
+//! - the work: [`agent`] (registration, the registered agent), [`backup`] (scan → chunk →
+//!   seal → pack → upload → commit), [`restore`] (plan → fetch → verify → write),
+//!   [`protection`] (policies, stop protection, undelete), [`check`] (integrity);
+//! - for people: [`output`] (times and tables), [`progress`] (bars on a terminal), and
+//!   [`error`] (one error type; each kind is an exit code).
 
 pub mod agent;
 pub mod backup;
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod credentials;
@@ -14,8 +24,10 @@ pub mod error;
 pub mod keys;
 pub mod manifest;
 pub mod network;
+pub mod output;
 pub mod progress;
 pub mod protection;
 pub mod restore;
 pub mod sealing;
+pub mod vault_client;
 pub mod walk;

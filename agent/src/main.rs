@@ -164,6 +164,29 @@ enum Command {
         #[arg(long)]
         include: PathBuf,
     },
+    /// Check that every chunk this server's recovery points need is in the vault; with
+    /// --read-data, download and verify each one (like `restic check --read-data`).
+    Check {
+        /// Download and verify every chunk (authenticated decryption and id check).
+        #[arg(long)]
+        read_data: bool,
+        /// Only this recovery point.
+        #[arg(long)]
+        recovery_point: Option<String>,
+    },
+    /// Change the passphrase: the master key is re-wrapped, nothing is re-encrypted (MARS:
+    /// Change Properties → Encryption).
+    ChangePassphrase {
+        /// The vault's security PIN (POST …/backupSecurityPIN).
+        #[arg(long)]
+        security_pin: String,
+        /// File holding the new passphrase (at least 16 ASCII characters).
+        #[arg(long)]
+        passphrase_file: PathBuf,
+        /// Save the new passphrase in this Key Vault too (through the vault's identity).
+        #[arg(long)]
+        key_vault_uri: Option<String>,
+    },
     /// Backup and restore jobs of this server.
     Jobs,
     /// Registration status.
@@ -220,10 +243,7 @@ fn home(cli: &Cli) -> Home {
     Home::new(dir)
 }
 
-fn read_passphrase(path: &PathBuf) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| AgentError::io(path, e))?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_string())
-}
+use agent::agent::read_passphrase;
 
 fn print(json_output: bool, value: &Value, human: &str) {
     if json_output {
@@ -390,36 +410,8 @@ async fn run(cli: Cli) -> Result<i32> {
             let agent = Agent::open(&home, !json_output)?;
             let server = from_server.unwrap_or_else(|| agent.registration.server_name.clone());
             let points = agent.recovery_points(&server).await?;
-            let human = points
-                .iter()
-                .map(|p| {
-                    let tags: Vec<&str> = p["tags"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect();
-                    format!(
-                        "{}  {}  expires {}  {:<22} {}",
-                        p["name"].as_str().unwrap_or(""),
-                        readable(&p["created"]),
-                        readable(&p["expires"]),
-                        tags.join(","),
-                        p["path"].as_str().unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            let points = points
-                .into_iter()
-                .map(|mut p| {
-                    for field in ["created", "expires"] {
-                        p[field] = rfc3339(&p[field]);
-                    }
-                    p
-                })
-                .collect();
-            print(json_output, &Value::Array(points), &human);
+            let (value, human) = agent::output::recovery_points(&points);
+            print(json_output, &value, &human);
         }
         Command::Ls {
             recovery_point,
@@ -428,12 +420,14 @@ async fn run(cli: Cli) -> Result<i32> {
             passphrase_file,
         } => {
             let agent = Agent::open(&home, !json_output)?;
-            let (server, sealer) = source(&agent, from_server, passphrase_file).await?;
+            let (server, sealer) = agent
+                .source(from_server, passphrase_file.as_deref())
+                .await?;
             let manifest = agent.manifest(&server, &recovery_point, &sealer).await?;
             let selections: Vec<String> = path.into_iter().collect();
             let entries: Vec<Value> = agent::restore::select(&manifest, &selections)?
                 .iter()
-                .map(|e| json!({"path": e.path, "kind": e.kind, "size": e.size, "mode": format!("{:o}", e.mode), "mtime": rfc3339(&json!(e.mtime))}))
+                .map(|e| json!({"path": e.path, "kind": e.kind, "size": e.size, "mode": format!("{:o}", e.mode), "mtime": agent::output::rfc3339(&json!(e.mtime))}))
                 .collect();
             let human = entries
                 .iter()
@@ -459,7 +453,9 @@ async fn run(cli: Cli) -> Result<i32> {
             passphrase_file,
         } => {
             let agent = Agent::open(&home, !json_output)?;
-            let (server, sealer) = source(&agent, from_server, passphrase_file).await?;
+            let (server, sealer) = agent
+                .source(from_server, passphrase_file.as_deref())
+                .await?;
             // The passphrase is checked (the key unwrapped) before anything is written.
             let manifest = agent.manifest(&server, &recovery_point, &sealer).await?;
             let target = match (target, original) {
@@ -587,34 +583,52 @@ async fn run(cli: Cli) -> Result<i32> {
                 ),
             );
         }
+        Command::Check {
+            read_data,
+            recovery_point,
+        } => {
+            let agent = Agent::open(&home, !json_output)?;
+            let report = agent::check::run(agent, recovery_point.as_deref(), read_data).await?;
+            print(
+                json_output,
+                &serde_json::to_value(&report).unwrap_or_default(),
+                &format!(
+                    "no errors: {} recovery points, {} chunks present{} ({:.2} s)",
+                    report.recovery_points,
+                    report.chunks,
+                    if read_data {
+                        format!(
+                            ", {} read and verified ({} bytes)",
+                            report.chunks_read, report.bytes_read
+                        )
+                    } else {
+                        String::new()
+                    },
+                    report.seconds
+                ),
+            );
+        }
+        Command::ChangePassphrase {
+            security_pin,
+            passphrase_file,
+            key_vault_uri,
+        } => {
+            let agent = Agent::open(&home, !json_output)?;
+            let passphrase = read_passphrase(&passphrase_file)?;
+            agent
+                .change_passphrase(&home, &security_pin, &passphrase, key_vault_uri.as_deref())
+                .await?;
+            print(
+                json_output,
+                &json!({"server": agent.registration.server_name, "changed": true}),
+                "passphrase changed: the new one opens every backup of this server; the old one no longer does",
+            );
+        }
         Command::Jobs => {
             let agent = Agent::open(&home, !json_output)?;
-            let jobs: Value = agent.service.get("/backup/v1/jobs").await?;
-            let list = jobs["value"].as_array().cloned().unwrap_or_default();
-            let human = list
-                .iter()
-                .map(|j| {
-                    format!(
-                        "{}  {}  {:<8} {:<22} {}",
-                        j["id"].as_str().unwrap_or(""),
-                        readable(&j["start"]),
-                        j["operation"].as_str().unwrap_or(""),
-                        j["status"].as_str().unwrap_or(""),
-                        j["entity"].as_str().unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            let list = list
-                .into_iter()
-                .map(|mut j| {
-                    for field in ["start", "end"] {
-                        j[field] = rfc3339(&j[field]);
-                    }
-                    j
-                })
-                .collect();
-            print(json_output, &Value::Array(list), &human);
+            let jobs = agent.vault.jobs().await?;
+            let (value, human) = agent::output::jobs(&jobs);
+            print(json_output, &value, &human);
         }
         Command::Status => {
             let config = home.load()?;
@@ -638,11 +652,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Unregister => {
             let agent = Agent::open(&home, !json_output)?;
-            agent.service.delete("/backup/v1/register").await?;
-            let mut config = home.load()?;
-            config.registration = None;
-            home.save(&config)?;
-            home.forget_secrets()?;
+            agent.unregister(&home).await?;
             print(
                 json_output,
                 &json!({"unregistered": agent.registration.server_name}),
@@ -659,56 +669,8 @@ async fn check_network(
     vault_credentials: Option<PathBuf>,
     key_vault_uri: Option<String>,
 ) -> Result<i32> {
-    use agent::client::CertIdentity;
-    use agent::network;
-    let config = home.load()?;
-    let (identity, service_url) = match (&vault_credentials, &config.registration) {
-        (Some(file), _) => {
-            let c = agent::credentials::VaultCredentials::load(file)?;
-            let identity = CertIdentity {
-                authority: c.authority.clone(),
-                tenant_id: c.tenant_id.clone(),
-                client_id: c.client_id.clone(),
-                certificate_pem: c.certificate_pem.clone(),
-                key_pem: c.key_pem.clone(),
-            };
-            (identity, c.service_url)
-        }
-        (None, Some(r)) => (
-            CertIdentity {
-                authority: r.authority.clone(),
-                tenant_id: r.tenant_id.clone(),
-                client_id: r.client_id.clone(),
-                certificate_pem: r.certificate_pem.clone(),
-                key_pem: home.machine_key()?,
-            },
-            r.service_url.clone(),
-        ),
-        (None, None) => {
-            return Err(AgentError::Usage(
-                "not registered: pass --vault-credentials FILE to check with them".into(),
-            ));
-        }
-    };
-    let (ca, proxy) = (config.ca_file.as_deref(), config.proxy.as_deref());
-    let mut checks = Vec::new();
-    let discovery = format!(
-        "/{}/v2.0/.well-known/openid-configuration",
-        identity.tenant_id
-    );
-    checks.extend(network::endpoint("Entra ID", &identity.authority, &discovery, ca, proxy).await);
-    checks.extend(network::endpoint("vault service", &service_url, "/health", ca, proxy).await);
-    if let Some(uri) = &key_vault_uri {
-        checks.extend(network::endpoint("Key Vault", uri, "/health", ca, proxy).await);
-    }
-    checks.push(
-        network::token(
-            identity,
-            &service_url,
-            agent::client::http_client(ca, proxy)?,
-        )
-        .await,
-    );
+    let checks =
+        agent::network::check(home, vault_credentials.as_deref(), key_vault_uri.as_deref()).await?;
     let all_ok = checks.iter().all(|c| c.ok);
     if json_output {
         println!(
@@ -730,53 +692,6 @@ async fn check_network(
         }
     }
     Ok(if all_ok { 0 } else { 5 })
-}
-
-/// Which server's backups, and the sealer that opens them.
-async fn source(
-    agent: &Agent,
-    from_server: Option<String>,
-    passphrase_file: Option<PathBuf>,
-) -> Result<(String, agent::sealing::Sealer)> {
-    match from_server {
-        // A passphrase given for this server's own backups is checked, not ignored.
-        None => {
-            let server = agent.registration.server_name.clone();
-            if let Some(file) = passphrase_file {
-                let passphrase = read_passphrase(&file)?;
-                let sealer = agent.sealer_for(&server, &passphrase).await?;
-                if sealer.key_check() != agent.sealer.key_check() {
-                    return Err(AgentError::WrongPassphrase);
-                }
-            }
-            Ok((server, agent.sealer.clone()))
-        }
-        Some(server) => {
-            let file = passphrase_file
-                .ok_or_else(|| AgentError::Usage("--from-server needs --passphrase-file".into()))?;
-            let passphrase = read_passphrase(&file)?;
-            let sealer = agent.sealer_for(&server, &passphrase).await?;
-            Ok((server, sealer))
-        }
-    }
-}
-
-/// Unix seconds as a local-free, readable UTC time (`-` when absent).
-fn readable(value: &Value) -> String {
-    value
-        .as_i64()
-        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| "-".into())
-}
-
-/// Unix seconds as RFC 3339 for `--json` (null stays null).
-fn rfc3339(value: &Value) -> Value {
-    value
-        .as_i64()
-        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
-        .unwrap_or(Value::Null)
 }
 
 #[tokio::main]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::client::{CertIdentity, Service, http_client};
+use crate::vault_client::VaultClient;
 
 #[derive(Serialize)]
 pub struct Check {
@@ -152,13 +153,13 @@ pub async fn endpoint(
 
 /// Signs in as `identity` and calls the vault service once.
 pub async fn token(identity: CertIdentity, service_url: &str, client: reqwest::Client) -> Check {
-    let service = Service::new(client, service_url, identity);
+    let vault = VaultClient::new(Service::new(client, service_url, identity));
     let endpoint = format!("token ({service_url})");
-    match service.get::<serde_json::Value>("/backup/v1/jobs").await {
+    match vault.jobs().await {
         Ok(_)
         | Err(crate::error::AgentError::Service(_))
         | Err(crate::error::AgentError::NotFound(_))
-            if service.has_token().await =>
+            if vault.service().has_token().await =>
         {
             Check {
                 endpoint,
@@ -200,4 +201,51 @@ pub async fn token(identity: CertIdentity, service_url: &str, client: reqwest::C
             fix: None,
         },
     }
+}
+
+/// Every check for this machine: Entra, the vault service, an optional Key Vault, and a
+/// sign-in — as the registration's machine identity, or with `vault_credentials` when
+/// given (before registering).
+pub async fn check(
+    home: &crate::config::Home,
+    vault_credentials: Option<&std::path::Path>,
+    key_vault_uri: Option<&str>,
+) -> crate::error::Result<Vec<Check>> {
+    let config = home.load()?;
+    let (identity, service_url) = match (vault_credentials, &config.registration) {
+        (Some(file), _) => {
+            let credentials = crate::credentials::VaultCredentials::load(file)?;
+            let service_url = credentials.service_url.clone();
+            (CertIdentity::of_credentials(&credentials), service_url)
+        }
+        (None, Some(registration)) => (
+            CertIdentity::of_registration(registration, home.machine_key()?),
+            registration.service_url.clone(),
+        ),
+        (None, None) => {
+            return Err(crate::error::AgentError::Usage(
+                "not registered: pass --vault-credentials FILE to check with them".into(),
+            ));
+        }
+    };
+    let (ca, proxy) = (config.ca_file.as_deref(), config.proxy.as_deref());
+    let mut checks = Vec::new();
+    let discovery = format!(
+        "/{}/v2.0/.well-known/openid-configuration",
+        identity.tenant_id
+    );
+    checks.extend(endpoint("Entra ID", &identity.authority, &discovery, ca, proxy).await);
+    checks.extend(endpoint("vault service", &service_url, "/health", ca, proxy).await);
+    if let Some(uri) = key_vault_uri {
+        checks.extend(endpoint("Key Vault", uri, "/health", ca, proxy).await);
+    }
+    checks.push(
+        token(
+            identity,
+            &service_url,
+            crate::client::http_client(ca, proxy)?,
+        )
+        .await,
+    );
+    Ok(checks)
 }

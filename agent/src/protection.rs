@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
+use backup_protocol::{ItemState, StopRequest};
 use serde_json::{Value, json};
 
-use crate::agent::{Agent, encode};
+use crate::agent::Agent;
 use crate::error::{AgentError, Result};
 
 /// Retention asked for on the command line; `None` leaves a rule out.
@@ -116,17 +117,16 @@ impl RetentionChoice {
 }
 
 /// The vault's item for a protected folder of this machine.
-pub async fn find_item(agent: &Agent, path: &Path) -> Result<Value> {
+pub async fn find_item(agent: &Agent, path: &Path) -> Result<ItemState> {
     let canonical = std::fs::canonicalize(path)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| path.display().to_string());
-    let items: Value = agent.service.get("/backup/v1/items").await?;
-    items["value"]
-        .as_array()
+    agent
+        .vault
+        .items()
+        .await?
         .into_iter()
-        .flatten()
-        .find(|i| i["path"].as_str() == Some(canonical.as_str()))
-        .cloned()
+        .find(|i| i.path == canonical)
         .ok_or_else(|| {
             AgentError::Usage(format!(
                 "{canonical} is not a protected item of this server; back it up first (see `mars-agent policy show`)"
@@ -136,18 +136,13 @@ pub async fn find_item(agent: &Agent, path: &Path) -> Result<Value> {
 
 /// The items of this server with their policies.
 pub async fn show(agent: &Agent) -> Result<Vec<Value>> {
-    let items: Value = agent.service.get("/backup/v1/items").await?;
     let mut out = Vec::new();
-    for item in items["value"].as_array().into_iter().flatten() {
-        let mut item = item.clone();
-        let name = item["policy"].as_str().unwrap_or_default().to_string();
-        let policy: Value = agent
-            .service
-            .get(&format!("/backup/v1/policies/{}", encode(&name)))
-            .await?;
-        item["retention"] = policy["properties"]["retentionPolicy"].clone();
-        item["schedule"] = policy["properties"]["schedulePolicy"].clone();
-        out.push(item);
+    for item in agent.vault.items().await? {
+        let policy = agent.vault.policy(&item.policy).await?;
+        let mut shown = serde_json::to_value(&item).expect("an item serialises");
+        shown["retention"] = policy.properties["retentionPolicy"].clone();
+        shown["schedule"] = policy.properties["schedulePolicy"].clone();
+        out.push(shown);
     }
     Ok(out)
 }
@@ -160,25 +155,9 @@ pub async fn set_policy(agent: &Agent, path: &Path, name: &str, policy: &Value) 
         .to_str()
         .ok_or_else(|| AgentError::Usage(format!("{} is not a UTF-8 path", root.display())))?
         .to_string();
-    let item: Value = agent
-        .service
-        .post("/backup/v1/items", &json!({"path": root}))
-        .await?;
-    let item = item["item"].as_str().unwrap_or_default().to_string();
-    agent
-        .service
-        .put_json(
-            &format!("/backup/v1/policies/{}", encode(name)),
-            &json!({"properties": policy}),
-        )
-        .await?;
-    agent
-        .service
-        .post_no_content(
-            "/backup/v1/items/policy",
-            &json!({"item": item, "policy": name}),
-        )
-        .await?;
+    let item = agent.vault.protect(&root).await?;
+    agent.vault.put_policy(name, policy.clone()).await?;
+    agent.vault.bind_policy(&item, name).await?;
     Ok(json!({"item": item, "path": root, "policy": name}))
 }
 
@@ -191,26 +170,22 @@ pub async fn stop(
     security_pin: Option<&str>,
 ) -> Result<Value> {
     let item = find_item(agent, path).await?;
-    let name = item["item"].as_str().unwrap_or_default();
     agent
-        .service
-        .post_no_content(
-            "/backup/v1/items/stop",
-            &json!({"item": name, "deleteData": delete_data, "securityPin": security_pin}),
-        )
+        .vault
+        .stop(&StopRequest {
+            item: item.item.clone(),
+            delete_data,
+            security_pin: security_pin.map(str::to_string),
+        })
         .await?;
-    Ok(json!({"item": name, "path": item["path"], "deleteData": delete_data}))
+    Ok(json!({"item": item.item, "path": item.path, "deleteData": delete_data}))
 }
 
 /// Brings back soft-deleted backup data of `path`.
 pub async fn undelete(agent: &Agent, path: &Path) -> Result<Value> {
     let item = find_item(agent, path).await?;
-    let name = item["item"].as_str().unwrap_or_default();
-    agent
-        .service
-        .post_no_content("/backup/v1/items/undelete", &json!({"item": name}))
-        .await?;
-    Ok(json!({"item": name, "path": item["path"], "undeleted": true}))
+    agent.vault.undelete(&item.item).await?;
+    Ok(json!({"item": item.item, "path": item.path, "undeleted": true}))
 }
 
 #[cfg(test)]

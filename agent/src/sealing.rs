@@ -1,13 +1,11 @@
 //! Chunks and packs. A chunk's id is the keyed BLAKE3 of its plaintext; its blob is
 //! `[format][nonce][AES-256-GCM(zstd or raw)]` with the id as associated data, so a blob
-//! cannot be swapped for another. A pack is blobs back to back, then a JSON index of
-//! `{id, offset, length}`, then the index length (u32 LE); its id is the BLAKE3 of it all.
+//! cannot be swapped for another. Packs of blobs are `backup_protocol::PackBuilder`'s.
 
 use std::cell::RefCell;
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};
 use crate::keys::MasterKey;
@@ -159,48 +157,6 @@ fn worth_compressing(data: &[u8]) -> bool {
             .with(|p| p.borrow_mut().compress(sample))
             .is_ok_and(|c| c.len() < SAMPLE * 15 / 16)
     })
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct PackEntry {
-    pub id: String,
-    pub offset: u64,
-    pub length: u64,
-}
-
-/// Collects sealed chunks into one pack.
-#[derive(Default)]
-pub struct PackBuilder {
-    data: Vec<u8>,
-    index: Vec<PackEntry>,
-}
-
-impl PackBuilder {
-    pub fn add(&mut self, id: String, blob: &[u8]) {
-        self.index.push(PackEntry {
-            id,
-            offset: self.data.len() as u64,
-            length: blob.len() as u64,
-        });
-        self.data.extend_from_slice(blob);
-    }
-
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    /// The pack's id and bytes.
-    pub fn finish(self) -> (String, Vec<u8>) {
-        let mut bytes = self.data;
-        let index = serde_json::to_vec(&self.index).expect("an index serialises");
-        bytes.extend_from_slice(&index);
-        bytes.extend_from_slice(&(index.len() as u32).to_le_bytes());
-        (blake3::hash(&bytes).to_hex().to_string(), bytes)
-    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ fn make_data(root: &std::path::Path) {
 
 async fn packs(stack: &Stack) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM packs")
-        .fetch_one(&stack.vs.server.state.pool)
+        .fetch_one(&stack.kit.vault_server.server.state.pool)
         .await
         .unwrap()
 }
@@ -144,114 +144,176 @@ fn spawn_vault_server(dir: &std::path::Path, port: u16, authority: &str) -> std:
     child
 }
 
+/// entra-sim in this process, vault-server as its own process (so it can be killed), a
+/// vault, and a registered agent.
+struct ProcessStack {
+    dir: tempfile::TempDir,
+    state: std::path::PathBuf,
+    runtime: sim_core::cli::Runtime,
+    entra: entra_sim::Running,
+    authority: String,
+    port: u16,
+    server: std::process::Child,
+    http: reqwest::Client,
+    vault: String,
+    machine: Machine,
+}
+
+impl ProcessStack {
+    async fn start() -> ProcessStack {
+        use sim_core::cli::Runtime;
+        use sim_core::db::Storage;
+        sim_core::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("vault-server");
+        let runtime = Runtime {
+            storage: Storage::Memory,
+            tls: sim_core::tls::TlsMaterial::load_or_create(Some(&state), &[]).unwrap(),
+            clock: sim_core::SimClock::in_memory(),
+        };
+        let entra = entra_sim::start(&runtime, std::net::Ipv4Addr::LOCALHOST.into(), 0, 0)
+            .await
+            .unwrap();
+        let authority = entra.https.url();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = spawn_vault_server(&state, port, &authority);
+        let http = reqwest::Client::builder()
+            .tls_certs_only([
+                reqwest::Certificate::from_pem(runtime.tls.ca_pem.as_bytes()).unwrap(),
+            ])
+            .build()
+            .unwrap();
+        let base = format!(
+            "https://localhost:{port}/subscriptions/{}/resourceGroups/rg1",
+            sim_core::well_known::SUBSCRIPTION_ID
+        );
+        let vault = format!("{base}/providers/Microsoft.RecoveryServices/vaults/v1");
+        let mut stack = ProcessStack {
+            dir,
+            state,
+            runtime,
+            entra,
+            authority,
+            port,
+            server,
+            http,
+            vault,
+            machine: Machine {
+                home: std::path::PathBuf::new(),
+                name: "server1".into(),
+            },
+        };
+        let token = stack.token("https://management.azure.com/.default").await;
+        stack
+            .http
+            .put(format!("{base}?api-version=1"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"location": "westeurope"}))
+            .send()
+            .await
+            .unwrap();
+        stack
+            .http
+            .put(format!("{}?api-version=1", stack.vault))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"location": "westeurope"}))
+            .send()
+            .await
+            .unwrap();
+        let xml = stack
+            .http
+            .post(format!(
+                "{}/azsimVaultCredentials?api-version=1",
+                stack.vault
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let dir = stack.dir.path();
+        let credentials = dir.join("v1.VaultCredentials");
+        std::fs::write(&credentials, xml).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, &stack.runtime.tls.ca_pem).unwrap();
+        let passphrase = dir.join("passphrase");
+        std::fs::write(&passphrase, "a passphrase of some length").unwrap();
+        stack.machine.home = dir.join("home");
+        let cache = dir.join("cache");
+        let out = stack
+            .machine
+            .run(&[
+                "install",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--ca-file",
+                ca_file.to_str().unwrap(),
+            ])
+            .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = stack.machine.register(&credentials, &passphrase).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        stack
+    }
+
+    /// A token of the well-known admin app for `scope`.
+    async fn token(&self, scope: &str) -> String {
+        let token: Value = self
+            .http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.authority,
+                sim_core::well_known::TENANT_ID
+            ))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", sim_core::well_known::ADMIN_CLIENT_ID),
+                ("client_secret", sim_core::well_known::ADMIN_CLIENT_SECRET),
+                ("scope", scope),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// SIGKILL, then a new process on the same state.
+    fn kill_and_restart(&mut self) {
+        self.server.kill().unwrap();
+        self.server.wait().unwrap();
+        self.server = spawn_vault_server(&self.state, self.port, &self.authority);
+    }
+
+    async fn stop(mut self) {
+        self.server.kill().unwrap();
+        self.server.wait().unwrap();
+        self.entra.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_vault_server_mid_upload_the_agent_retries_and_completes() {
-    use sim_core::cli::Runtime;
-    use sim_core::db::Storage;
-    sim_core::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("vault-server");
-    let runtime = Runtime {
-        storage: Storage::Memory,
-        tls: sim_core::tls::TlsMaterial::load_or_create(Some(&state), &[]).unwrap(),
-        clock: sim_core::SimClock::in_memory(),
-    };
-    let entra = entra_sim::start(&runtime, std::net::Ipv4Addr::LOCALHOST.into(), 0, 0)
-        .await
-        .unwrap();
-    let authority = entra.https.url();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = spawn_vault_server(&state, port, &authority);
-
-    // The vault, through the server process's ARM endpoint.
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(runtime.tls.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
-    let token: Value = http
-        .post(format!(
-            "{authority}/{}/oauth2/v2.0/token",
-            sim_core::well_known::TENANT_ID
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", sim_core::well_known::ADMIN_CLIENT_ID),
-            ("client_secret", sim_core::well_known::ADMIN_CLIENT_SECRET),
-            ("scope", "https://management.azure.com/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap();
-    let base = format!(
-        "https://localhost:{port}/subscriptions/{}/resourceGroups/rg1",
-        sim_core::well_known::SUBSCRIPTION_ID
-    );
-    http.put(format!("{base}?api-version=1"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"location": "westeurope"}))
-        .send()
-        .await
-        .unwrap();
-    let vault = format!("{base}/providers/Microsoft.RecoveryServices/vaults/v1");
-    http.put(format!("{vault}?api-version=1"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"location": "westeurope"}))
-        .send()
-        .await
-        .unwrap();
-    let xml = http
-        .post(format!("{vault}/azsimVaultCredentials?api-version=1"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let credentials = dir.path().join("v1.VaultCredentials");
-    std::fs::write(&credentials, xml).unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &runtime.tls.ca_pem).unwrap();
-    let passphrase = dir.path().join("passphrase");
-    std::fs::write(&passphrase, "a passphrase of some length").unwrap();
-
-    let machine = Machine {
-        home: dir.path().join("home"),
-        name: "server1".into(),
-    };
-    let cache = dir.path().join("cache");
-    let out = machine
-        .run(&[
-            "install",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--ca-file",
-            ca_file.to_str().unwrap(),
-        ])
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = machine.register(&credentials, &passphrase).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-
-    let data = dir.path().join("data");
+    let mut stack = ProcessStack::start().await;
+    let data = stack.dir.path().join("data");
     make_data(&data);
     let backup = std::process::Command::new(env!("CARGO_BIN_EXE_mars-agent"))
         .arg("--home")
-        .arg(&machine.home)
+        .arg(&stack.machine.home)
         .args(["--json", "backup", "--include", data.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let packs = state.join("blobs").join("packs");
+    let packs = stack.state.join("blobs").join("packs");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !packs.exists() {
         assert!(
@@ -260,10 +322,11 @@ async fn kill_9_of_vault_server_mid_upload_the_agent_retries_and_completes() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    server.kill().unwrap(); // SIGKILL, mid-upload
-    server.wait().unwrap();
+    // SIGKILL mid-upload; the agent retries while the new process starts.
+    stack.server.kill().unwrap();
+    stack.server.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut server = spawn_vault_server(&state, port, &authority);
+    stack.server = spawn_vault_server(&stack.state, stack.port, &stack.authority);
 
     let output = tokio::task::spawn_blocking(move || backup.wait_with_output().unwrap())
         .await
@@ -275,9 +338,10 @@ async fn kill_9_of_vault_server_mid_upload_the_agent_retries_and_completes() {
     );
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report[0]["status"], "Completed");
-    let target = dir.path().join("restored");
+    let target = stack.dir.path().join("restored");
     let point = report[0]["recoveryPoint"].as_str().unwrap().to_string();
-    let out = machine
+    let out = stack
+        .machine
         .run(&["restore", &point, "--target", target.to_str().unwrap()])
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -288,7 +352,113 @@ async fn kill_9_of_vault_server_mid_upload_the_agent_retries_and_completes() {
             std::fs::read(target.join(&name)).unwrap()
         );
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
-    entra.shutdown().await;
+    stack.stop().await;
+}
+
+/// Rewrites part `i` of the data with other incompressible bytes.
+fn rewrite(root: &std::path::Path, i: u64) {
+    let mut state = i * 104_729 + 3;
+    let mut bytes = Vec::with_capacity(24 << 20);
+    while bytes.len() < 24 << 20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    std::fs::write(root.join(format!("part-{i}.bin")), bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_vault_server_during_repacks_loses_nothing_live() {
+    let mut stack = ProcessStack::start().await;
+    let data = stack.dir.path().join("data");
+    make_data(&data);
+    let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let first = stack
+        .machine
+        .json(&[
+            "backup",
+            "--include",
+            data.to_str().unwrap(),
+            "--retain-until",
+            &tomorrow,
+        ])
+        .await;
+    for i in 0..5 {
+        rewrite(&data, i);
+    }
+    let second = stack
+        .machine
+        .json(&["backup", "--include", data.to_str().unwrap()])
+        .await;
+    let kept = second[0]["recoveryPoint"].as_str().unwrap().to_string();
+    let packs_before = std::fs::read_dir(stack.state.join("blobs/packs"))
+        .unwrap()
+        .count();
+    assert!(packs_before > 0);
+
+    // Three days on, for entra-sim (here) and the vault-server process alike.
+    // (The admin token is taken first: the process checks it before its clock moves.)
+    let admin = stack.token("api://azsim/.default").await;
+    stack.runtime.clock.advance(3 * 86_400).unwrap();
+    let moved = stack
+        .http
+        .post(format!("https://localhost:{}/admin/clock", stack.port))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"set": stack.runtime.clock.now().to_rfc3339()}))
+        .send()
+        .await
+        .unwrap();
+    assert!(moved.status().is_success(), "{:?}", moved.text().await);
+
+    // Each listing sweeps: the first point expires and its packs are repacked. Kill the
+    // process at growing delays into the sweep until one completes.
+    let items = format!("{}/backupProtectedItems?api-version=1", stack.vault);
+    let mut killed = 0;
+    for delay in [40u64, 120, 250, 500, 900] {
+        let token = stack.token("https://management.azure.com/.default").await;
+        let request = stack.http.get(&items).bearer_auth(&token).send();
+        let outcome = tokio::time::timeout(Duration::from_millis(delay), request).await;
+        if matches!(outcome, Ok(Ok(ref r)) if r.status().is_success()) {
+            break;
+        }
+        stack.kill_and_restart();
+        killed += 1;
+    }
+    let token = stack.token("https://management.azure.com/.default").await;
+    let listed = stack
+        .http
+        .get(&items)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.status().is_success());
+    assert!(killed > 0, "the sweep was interrupted at least once");
+
+    let points = stack.machine.json(&["recovery-points"]).await;
+    let names: Vec<&str> = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [kept.as_str()], "the first point expired");
+    assert_ne!(first[0]["recoveryPoint"].as_str().unwrap(), kept);
+    let target = stack.dir.path().join("restored");
+    let out = stack
+        .machine
+        .run(&["restore", &kept, "--target", target.to_str().unwrap()])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for i in 0..6 {
+        let name = format!("part-{i}.bin");
+        assert!(
+            std::fs::read(data.join(&name)).unwrap() == std::fs::read(target.join(&name)).unwrap(),
+            "{name} restores byte-exact"
+        );
+    }
+    stack.stop().await;
 }

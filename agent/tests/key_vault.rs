@@ -31,7 +31,7 @@ async fn the_passphrase_is_saved_in_key_vault_only_with_the_set_permission() {
         .as_str()
         .unwrap()
         .to_string();
-    let kv_port = stack.keyvault.data.addr.port();
+    let kv_port = stack.kit.keyvault.data.addr.port();
     let kv_uri = format!("https://azsim.vault.localhost:{kv_port}");
     let passphrase_text = "saved in key vault 0123456789";
     let passphrase = stack.write("passphrase", passphrase_text);
@@ -92,7 +92,7 @@ async fn the_passphrase_is_saved_in_key_vault_only_with_the_set_permission() {
     // Grant the vault's identity `set` on the default Key Vault, then register again.
     let policy = format!(
         "{}/subscriptions/{}/resourceGroups/azsim/providers/Microsoft.KeyVault/vaults/azsim/accessPolicies/add?api-version=2026-05-15",
-        stack.keyvault.management.url(),
+        stack.kit.keyvault.management.url(),
         well_known::SUBSCRIPTION_ID
     );
     let granted = stack

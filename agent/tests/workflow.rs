@@ -63,6 +63,7 @@ async fn a_relative_ca_file_works_from_any_directory() {
             .output()
             .unwrap()
     };
+    std::fs::copy(&stack.ca_file, stack.dir.path().join("ca.pem")).unwrap();
     let out = run(
         stack.dir.path(),
         &["install", "--cache-dir", "cache-rel", "--ca-file", "ca.pem"],
@@ -281,6 +282,8 @@ fn every_flag_and_argument_of_every_command_says_what_it_is() {
         "policy show",
         "stop-protection",
         "undelete",
+        "check",
+        "change-passphrase",
     ];
     for command in commands {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mars-agent"))

@@ -130,43 +130,29 @@ pub struct Ports {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     sim_core::server::init_logging(args.common.log_format);
-    let runtime = args.common.runtime()?;
-    let bind: IpAddr = args.common.bind;
-    let entra = entra_sim::start_split(
-        &runtime,
-        bind,
-        args.ports.entra_port,
-        args.mi_bind,
-        args.ports.mi_port,
-    )
-    .await?;
-    let keyvault = keyvault_sim::start(
-        &runtime,
-        bind,
-        args.ports.keyvault_port,
-        args.ports.keyvault_mgmt_port,
-        entra.sim.key_cache(),
-        entra.https.url(),
-    )
-    .await?;
-    let keyvault_port = keyvault.data.addr.port();
-    let vault_server = vault_server::start(
-        &runtime,
-        bind,
-        args.ports.vault_server_port,
-        entra.sim.key_cache(),
-        vault_server::Config {
-            authority: entra.https.url(),
-            ca_pem: runtime.tls.ca_pem.clone(),
-            keyvault_management: Some(keyvault.management.url()),
-            keyvault_dns: Some(format!("vault.localhost:{keyvault_port}")),
-            managed_identity: Some(entra.managed_identity.url()),
+    let stack = azsim_testkit::Stack::start_with(azsim_testkit::Options {
+        storage: args.common.storage(),
+        bind: args.common.bind,
+        managed_identity_bind: args.mi_bind,
+        ports: azsim_testkit::Ports {
+            entra: args.ports.entra_port,
+            managed_identity: args.ports.mi_port,
+            keyvault: args.ports.keyvault_port,
+            keyvault_management: args.ports.keyvault_mgmt_port,
+            vault_server: args.ports.vault_server_port,
         },
-    )
+        tls_names: args.common.tls_names.clone(),
+    })
     .await?;
-    let ca = match &runtime.tls.ca_path {
-        Some(path) => std::fs::canonicalize(path)?.display().to_string(),
-        None => format!("{}/ca.pem (in memory: download it)", entra.https.url()),
+    let (entra, keyvault, vault_server) = (&stack.entra, &stack.keyvault, &stack.vault_server);
+    let keyvault_port = keyvault.data.addr.port();
+    let ca = match args.common.in_memory {
+        false => std::fs::canonicalize(&stack.ca_file)?.display().to_string(),
+        true => format!(
+            "{} (in memory: also at {}/ca.pem)",
+            stack.ca_file.display(),
+            entra.https.url()
+        ),
     };
     println!("azsim is ready");
     println!("  entra-sim          {}", entra.https.url());
@@ -189,11 +175,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  admin secret       {}", well_known::ADMIN_CLIENT_SECRET);
     println!("Run `eval \"$(azsim env)\"` in another shell to point the Azure SDKs here.");
     sim_core::server::shutdown_signal().await;
-    tokio::join!(
-        entra.shutdown(),
-        keyvault.shutdown(),
-        vault_server.shutdown()
-    );
+    stack.shutdown().await;
     Ok(())
 }
 

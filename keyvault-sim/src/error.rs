@@ -148,6 +148,12 @@ impl From<&KvError> for ApiError {
     }
 }
 
+impl From<KvError> for ApiError {
+    fn from(error: KvError) -> Self {
+        ApiError::from(&error)
+    }
+}
+
 impl IntoResponse for KvError {
     fn into_response(self) -> Response {
         ApiError::from(&self).into_response()

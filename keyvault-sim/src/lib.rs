@@ -41,13 +41,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Audiences of Key Vault tokens (the challenge resource of each host is added per request).
 pub const KEY_VAULT_AUDIENCES: &[&str] = &["https://vault.azure.net", "https://vault.azure.net/"];
-/// Audiences ARM accepts.
-pub const ARM_AUDIENCES: &[&str] = &[
-    "https://management.azure.com",
-    "https://management.azure.com/",
-    "https://management.core.windows.net",
-    "https://management.core.windows.net/",
-];
+/// Audiences ARM accepts (one list for every service).
+pub use sim_core::arm::ARM_AUDIENCES;
 
 /// An opened keyvault-sim, ready to be served.
 #[derive(Clone)]

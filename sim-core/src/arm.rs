@@ -6,6 +6,28 @@ use axum::http::{HeaderMap, Uri, header};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 
+/// Audiences Azure Resource Manager accepts (with and without the trailing slash, and the
+/// classic management audience the CLI may use).
+pub const ARM_AUDIENCES: &[&str] = &[
+    "https://management.azure.com",
+    "https://management.azure.com/",
+    "https://management.core.windows.net",
+    "https://management.core.windows.net/",
+];
+
+/// The correlation id of an ARM request: the client's `x-ms-correlation-request-id` (or
+/// `x-ms-client-request-id`), else a new one. ARM echoes it on the response.
+pub fn correlation_id(headers: &HeaderMap) -> axum::http::HeaderValue {
+    headers
+        .get("x-ms-correlation-request-id")
+        .or_else(|| headers.get("x-ms-client-request-id"))
+        .cloned()
+        .unwrap_or_else(|| {
+            axum::http::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a uuid is a header value")
+        })
+}
+
 /// Deepest JSON nesting a request body may have (ARM documents need far less).
 pub const MAX_JSON_DEPTH: usize = 64;
 

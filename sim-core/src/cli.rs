@@ -39,11 +39,18 @@ impl CommonArgs {
 
     /// The shared pieces a process needs before starting services.
     pub fn runtime(&self) -> Result<Runtime, crate::Error> {
-        let storage = self.storage();
+        Runtime::new(self.storage(), &self.tls_names)
+    }
+}
+
+impl Runtime {
+    /// The data directory (private), the development CA and certificate (reused from it),
+    /// and the clock (its offset kept there); all in memory for `Storage::Memory`.
+    pub fn new(storage: Storage, tls_names: &[String]) -> Result<Runtime, crate::Error> {
         if let Some(dir) = storage.data_dir() {
             create_private_dir(dir)?;
         }
-        let tls = TlsMaterial::load_or_create(storage.data_dir(), &self.tls_names)?;
+        let tls = TlsMaterial::load_or_create(storage.data_dir(), tls_names)?;
         let clock = match storage.data_dir() {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;

@@ -19,7 +19,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use sqlx::SqlitePool;
 
-use crate::dataplane::{PackEntry, pack_path};
+use backup_protocol::PackBuilder;
+
+use crate::dataplane::pack_path;
 use crate::error::{Result, VsError};
 
 /// A pack is repacked when more than this share of its bytes is garbage.
@@ -163,8 +165,7 @@ async fn repack(
         .bytes()
         .await
         .map_err(storage)?;
-    let mut body = Vec::with_capacity(live.iter().map(|c| c.2 as usize).sum::<usize>() + 1024);
-    let mut index = Vec::with_capacity(live.len());
+    let mut builder = PackBuilder::default();
     for (id, offset, length, _) in live {
         let blob = bytes
             .get(*offset as usize..(*offset + *length) as usize)
@@ -173,17 +174,10 @@ async fn repack(
                     "pack {old} is shorter than its index; it was not repacked"
                 ))
             })?;
-        index.push(PackEntry {
-            id: id.clone(),
-            offset: body.len() as u64,
-            length: *length,
-        });
-        body.extend_from_slice(blob);
+        builder.add(id.clone(), blob);
     }
-    let index_json = serde_json::to_vec(&index).expect("an index serialises");
-    body.extend_from_slice(&index_json);
-    body.extend_from_slice(&(index_json.len() as u32).to_le_bytes());
-    let new = blake3::hash(&body).to_hex().to_string();
+    let (new, body) = builder.finish();
+    let index = backup_protocol::parse_index(&body).expect("a pack just built parses");
     let size = body.len() as i64;
     store
         .put(&pack_path(vault_id, &new), PutPayload::from(body))

@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
+use backup_protocol::{ChunkLocation, Job, RecoveryPoint, is_hex_id, parse_index};
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 
@@ -33,14 +33,6 @@ pub struct Machine {
     pub container: String,
 }
 
-#[derive(Deserialize, Serialize, Clone)]
-#[serde(rename_all = "camelCase")]
-pub struct PackEntry {
-    pub id: String,
-    pub offset: u64,
-    pub length: u64,
-}
-
 pub struct DataPlane {
     pool: SqlitePool,
     store: Arc<dyn ObjectStore>,
@@ -52,13 +44,6 @@ pub(crate) fn pack_path(vault_id: i64, id: &str) -> ObjectPath {
 
 pub(crate) fn manifest_path(vault_id: i64, recovery_point: &str) -> ObjectPath {
     ObjectPath::from(format!("manifests/{vault_id}/{recovery_point}"))
-}
-
-fn is_hex_id(id: &str) -> bool {
-    id.len() == 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 fn storage(e: object_store::Error) -> VsError {
@@ -195,7 +180,7 @@ impl DataPlane {
                 "The pack body does not match its id (BLAKE3 {actual}); it was damaged in transit, upload it again."
             )));
         }
-        let entries = parse_index(&body)?;
+        let entries = parse_index(&body).map_err(|e| VsError::BadRequest(e.to_string()))?;
         let known: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM packs WHERE vault_id = ? AND id = ?")
                 .bind(vault_id)
@@ -232,7 +217,7 @@ impl DataPlane {
     }
 
     /// Where each chunk is, for a restore (one query).
-    pub async fn locate(&self, vault_id: i64, ids: &[String]) -> Result<Vec<Value>> {
+    pub async fn locate(&self, vault_id: i64, ids: &[String]) -> Result<Vec<ChunkLocation>> {
         let list = serde_json::to_string(ids).expect("ids serialise");
         let rows: Vec<LocatedRow> = sqlx::query_as(
             "SELECT j.value, c.pack, c.offset, c.length FROM json_each(?1) j \
@@ -244,9 +229,12 @@ impl DataPlane {
         .await?;
         rows.into_iter()
             .map(|(id, pack, offset, length)| match (pack, offset, length) {
-                (Some(pack), Some(offset), Some(length)) => {
-                    Ok(json!({"id": id, "pack": pack, "offset": offset, "length": length}))
-                }
+                (Some(pack), Some(offset), Some(length)) => Ok(ChunkLocation {
+                    id,
+                    pack,
+                    offset: offset as u64,
+                    length: length as u64,
+                }),
                 _ => Err(VsError::NotFound(format!(
                     "Chunk {id} is not in this vault."
                 ))),
@@ -390,7 +378,11 @@ impl DataPlane {
     }
 
     /// Recovery points of a container (all its items), newest first.
-    pub async fn recovery_points(&self, vault_id: i64, container: &str) -> Result<Vec<Value>> {
+    pub async fn recovery_points(
+        &self,
+        vault_id: i64,
+        container: &str,
+    ) -> Result<Vec<RecoveryPoint>> {
         let rows: Vec<PointRow> = sqlx::query_as(
             "SELECT r.name, r.item, p.friendly_name, r.created_at, r.expires_at, r.chunk_count, r.rule_name FROM recovery_points r \
              JOIN protected_items p ON p.vault_id = r.vault_id AND p.container = r.container AND p.name = r.item \
@@ -402,10 +394,21 @@ impl DataPlane {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(name, item, path, created, expires, chunks, rule)| {
-                let tags: Vec<&str> = rule.split(',').filter(|t| !t.is_empty()).collect();
-                json!({"name": name, "item": item, "path": path, "created": created, "expires": expires, "chunks": chunks, "tags": tags})
-            })
+            .map(
+                |(name, item, path, created, expires, chunks, rule)| RecoveryPoint {
+                    name,
+                    item,
+                    path,
+                    created,
+                    expires,
+                    chunks,
+                    tags: rule
+                        .split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                },
+            )
             .collect())
     }
 
@@ -528,7 +531,7 @@ impl DataPlane {
         Ok(())
     }
 
-    pub async fn jobs(&self, vault_id: i64, container: &str) -> Result<Vec<Value>> {
+    pub async fn jobs(&self, vault_id: i64, container: &str) -> Result<Vec<Job>> {
         let rows: Vec<JobRow> = sqlx::query_as(
             "SELECT id, operation, status, entity_name, start_time, end_time, details FROM jobs WHERE vault_id = ? AND server_name = ? ORDER BY seq DESC",
         )
@@ -538,9 +541,14 @@ impl DataPlane {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, operation, status, entity, start, end, details)| {
-                json!({"id": id, "operation": operation, "status": status, "entity": entity, "start": start, "end": end,
-                       "details": serde_json::from_str::<Value>(&details).unwrap_or(Value::Null)})
+            .map(|(id, operation, status, entity, start, end, details)| Job {
+                id,
+                operation,
+                status,
+                entity,
+                start,
+                end,
+                details: serde_json::from_str::<Value>(&details).unwrap_or(Value::Null),
             })
             .collect())
     }
@@ -554,32 +562,3 @@ type LocatedRow = (String, Option<String>, Option<i64>, Option<i64>);
 
 /// id, operation, status, entity, start, end, details.
 type JobRow = (String, String, String, String, i64, Option<i64>, String);
-
-/// The index at the end of a pack: `[blobs][index JSON][index length: u32 LE]`.
-pub fn parse_index(body: &[u8]) -> Result<Vec<PackEntry>> {
-    let bad = |why: &str| VsError::BadRequest(format!("The pack is malformed: {why}."));
-    if body.len() < 4 {
-        return Err(bad("shorter than its trailer"));
-    }
-    let (rest, trailer) = body.split_at(body.len() - 4);
-    let length = u32::from_le_bytes(trailer.try_into().expect("4 bytes")) as usize;
-    if length > rest.len() {
-        return Err(bad("the index length points outside the pack"));
-    }
-    let data_end = rest.len() - length;
-    let entries: Vec<PackEntry> = serde_json::from_slice(&rest[data_end..])
-        .map_err(|e| bad(&format!("the index is not JSON ({e})")))?;
-    for entry in &entries {
-        if !is_hex_id(&entry.id) {
-            return Err(bad("an index entry has an invalid chunk id"));
-        }
-        if entry
-            .offset
-            .checked_add(entry.length)
-            .is_none_or(|end| end > data_end as u64)
-        {
-            return Err(bad("an index entry points outside the pack data"));
-        }
-    }
-    Ok(entries)
-}

@@ -127,6 +127,12 @@ impl From<&VsError> for ApiError {
     }
 }
 
+impl From<VsError> for ApiError {
+    fn from(error: VsError) -> Self {
+        ApiError::from(&error)
+    }
+}
+
 impl IntoResponse for VsError {
     fn into_response(self) -> Response {
         ApiError::from(&self).into_response()

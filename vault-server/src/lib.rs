@@ -3,7 +3,11 @@
 //! - `Microsoft.Resources`: subscriptions, tenants, resource groups, `/metadata/endpoints`;
 //! - `Microsoft.RecoveryServices/vaults`: the vault ([`vaults`], [`settings`]), vault
 //!   credentials ([`credentials`]), and the Backup views ([`backup`], [`policy`]);
-//! - `Microsoft.KeyVault`: forwarded to keyvault-sim ([`forward`]).
+//! - `Microsoft.KeyVault`: forwarded to keyvault-sim ([`forward`]);
+//! - the agents' backup data plane `/backup/v1` ([`dataplane`], its wire types in the
+//!   `backup-protocol` crate), and the vault's lifecycle on the simulated clock:
+//!   retention ([`retention`]), expiry, soft delete, PINs and immutability ([`lifecycle`]),
+//!   garbage collection and repacking ([`collect`]).
 //!
 //! Every request carries an ARM bearer token from entra-sim; the caller needs a role on
 //! the subscription ([`sim_core::rbac`]). [`arm`] holds the request plumbing, [`http`] the
@@ -44,13 +48,8 @@ use http::{Shared, VsState};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Audiences ARM accepts.
-pub const ARM_AUDIENCES: &[&str] = &[
-    "https://management.azure.com",
-    "https://management.azure.com/",
-    "https://management.core.windows.net",
-    "https://management.core.windows.net/",
-];
+/// Audiences ARM accepts (one list for every service).
+pub use sim_core::arm::ARM_AUDIENCES;
 
 /// Where vault-server finds its neighbours.
 #[derive(Clone)]

@@ -416,7 +416,7 @@ async fn policies_are_validated_and_views_page_with_their_filter() {
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing half-written");
 
     // Jobs page with an absolute nextLink that carries the filter.
-    let state = &t.vs.server.state;
+    let state = t.state();
     let vault = state.vaults.get(SUB, "rg1", "vault1").await.unwrap();
     for i in 0..3 {
         sqlx::query("INSERT INTO jobs (vault_id, id, seq, operation, status, entity_name, server_name, start_time, end_time, details) VALUES (?, ?, ?, 'Backup', 'Completed', 'C:\\', 'mars01', 100, 160, '{}')")

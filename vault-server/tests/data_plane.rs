@@ -7,18 +7,13 @@ use bytes::Bytes;
 use common::*;
 use vault_server::VsError;
 
-/// A pack of `blobs` with its trailing index, as the agent builds it.
+/// A pack of `blobs`, as the agent builds it.
 fn pack(blobs: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let mut data = Vec::new();
-    let mut index = Vec::new();
+    let mut builder = backup_protocol::PackBuilder::default();
     for (id, blob) in blobs {
-        index.push(serde_json::json!({"id": id, "offset": data.len(), "length": blob.len()}));
-        data.extend_from_slice(blob);
+        builder.add(id.to_string(), blob);
     }
-    let index = serde_json::to_vec(&index).unwrap();
-    data.extend_from_slice(&index);
-    data.extend_from_slice(&(index.len() as u32).to_le_bytes());
-    (blake3::hash(&data).to_hex().to_string(), data)
+    builder.finish()
 }
 
 #[tokio::test]
@@ -26,7 +21,7 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
     let t = start().await;
     t.group("rg1").await;
     t.vault("rg1", "vault1", minimal_vault()).await;
-    let state = &t.vs.server.state;
+    let state = t.state();
     let vault = state.vaults.get(SUB, "rg1", "vault1").await.unwrap();
     let data = &state.data;
     let chunk = "a".repeat(64);

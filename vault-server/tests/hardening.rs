@@ -203,7 +203,7 @@ fn raw_tls(t: &TestArm, head: String, body: Vec<u8>) -> (String, Duration) {
         .with_no_client_auth();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let port = t.vs.https.addr.port();
+    let port = t.kit.vault_server.https.addr.port();
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut tls = rustls::StreamOwned::new(connection, tcp);

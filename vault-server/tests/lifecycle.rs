@@ -187,24 +187,19 @@ async fn four_hundred_days_of_points_keep_exactly_what_the_policy_says() {
     assert_eq!(adhoc["tags"], json!(["AdHoc"]));
 }
 
-/// A pack of `blobs` with its trailing index, as the agent builds it.
+/// A pack of `blobs`, as the agent builds it.
 fn pack(blobs: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let mut data = Vec::new();
-    let mut index = Vec::new();
+    let mut builder = backup_protocol::PackBuilder::default();
     for (id, blob) in blobs {
-        index.push(json!({"id": id, "offset": data.len(), "length": blob.len()}));
-        data.extend_from_slice(blob);
+        builder.add(id.to_string(), blob);
     }
-    let index = serde_json::to_vec(&index).unwrap();
-    data.extend_from_slice(&index);
-    data.extend_from_slice(&(index.len() as u32).to_le_bytes());
-    (blake3::hash(&data).to_hex().to_string(), data)
+    builder.finish()
 }
 
 #[tokio::test]
 async fn expired_points_are_collected_and_mostly_garbage_packs_are_repacked() {
     let t = vault_with(json!({})).await;
-    let state = &t.vs.server.state;
+    let state = t.state();
     let vault = state.vaults.get(SUB, "rg1", "vault1").await.unwrap();
     let data = &state.data;
     let id = |c: char| c.to_string().repeat(64);
@@ -275,9 +270,9 @@ async fn expired_points_are_collected_and_mostly_garbage_packs_are_repacked() {
         .locate(vault.id, std::slice::from_ref(&c))
         .await
         .unwrap();
-    let new_pack = located[0]["pack"].as_str().unwrap();
+    let new_pack = located[0].pack.as_str();
     assert_ne!(new_pack, p1);
-    let offset = located[0]["offset"].as_u64().unwrap();
+    let offset = located[0].offset;
     let bytes = data
         .read_pack(vault.id, new_pack, Some((offset, offset + 100)))
         .await

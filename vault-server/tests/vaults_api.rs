@@ -434,7 +434,7 @@ async fn redundancy_is_fixed_and_delete_refused_once_a_server_protects_items() {
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     // The agent's registration and first backup (the data plane's domain calls).
-    let state = &t.vs.server.state;
+    let state = t.state();
     let vault = state.vaults.get(SUB, "rg1", "vault1").await.unwrap();
     state
         .backup

@@ -1,21 +1,17 @@
-//! A whole azsim in-process (entra-sim, keyvault-sim, vault-server; in memory, port 0) and
-//! the real `mars-agent` binary pointed at it.
+//! A whole azsim in-process (azsim-testkit: entra-sim, keyvault-sim, vault-server; in
+//! memory, port 0) and the real `mars-agent` binary pointed at it.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::{Value, json};
-use sim_core::cli::Runtime;
 use sim_core::db::Storage;
-use sim_core::tls::TlsMaterial;
 use sim_core::{SimClock, well_known};
 
 pub struct Stack {
-    pub entra: entra_sim::Running,
-    pub keyvault: keyvault_sim::Running,
-    pub vs: vault_server::Running,
+    /// The whole azsim, in-process (azsim-testkit).
+    pub kit: azsim_testkit::Stack,
     pub http: reqwest::Client,
     pub clock: SimClock,
     pub arm: String,
@@ -29,77 +25,30 @@ pub async fn start() -> Stack {
 }
 
 pub async fn start_on(storage: Storage) -> Stack {
-    sim_core::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime {
+    let kit = azsim_testkit::Stack::start_with(azsim_testkit::Options {
         storage,
-        tls: TlsMaterial::load_or_create(None, &[]).unwrap(),
-        clock: SimClock::in_memory(),
-    };
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let entra = entra_sim::start(&runtime, loopback, 0, 0).await.unwrap();
-    let entra_url = entra.https.url();
-    let keyvault = keyvault_sim::start(
-        &runtime,
-        loopback,
-        0,
-        0,
-        entra.sim.key_cache(),
-        entra_url.clone(),
-    )
+        ..Default::default()
+    })
     .await
     .unwrap();
-    let config = vault_server::Config {
-        authority: entra_url.clone(),
-        ca_pem: runtime.tls.ca_pem.clone(),
-        keyvault_management: Some(keyvault.management.url()),
-        keyvault_dns: None,
-        managed_identity: Some(entra.managed_identity.url()),
-    };
-    let vs = vault_server::start(&runtime, loopback, 0, entra.sim.key_cache(), config)
-        .await
-        .unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &runtime.tls.ca_pem).unwrap();
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(runtime.tls.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
     Stack {
-        arm: vs.https.url(),
-        entra,
-        keyvault,
-        vs,
-        http,
-        clock: runtime.clock.clone(),
-        entra_url,
+        arm: kit.arm_url(),
+        entra_url: kit.entra_url(),
+        http: kit.http.clone(),
+        clock: kit.clock.clone(),
+        ca_file: kit.ca_file.clone(),
         dir,
-        ca_file,
+        kit,
     }
 }
 
 impl Stack {
     pub async fn arm_token(&self) -> String {
-        let body: Value = self
-            .http
-            .post(format!(
-                "{}/{}/oauth2/v2.0/token",
-                self.entra_url,
-                well_known::TENANT_ID
-            ))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", well_known::ADMIN_CLIENT_ID),
-                ("client_secret", well_known::ADMIN_CLIENT_SECRET),
-                ("scope", "https://management.azure.com/.default"),
-            ])
-            .send()
+        self.kit
+            .token("https://management.azure.com/.default")
             .await
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["access_token"].as_str().unwrap().to_string()
     }
 
     pub fn vault_url(&self, vault: &str) -> String {

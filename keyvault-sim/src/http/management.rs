@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -47,32 +47,15 @@ async fn arm(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let correlation = headers
-        .get("x-ms-correlation-request-id")
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII")
-        });
+    let correlation = sim_core::arm::correlation_id(&headers);
     let mut response = match handle(&state, &vault_dns, method, &uri, &headers, &body).await {
         Ok(response) => response,
-        Err(ArmFailure::Kv(error)) => error.into_response(),
-        Err(ArmFailure::Api(error)) => error.into_response(),
+        Err(error) => error.into_response(),
     };
     response
         .headers_mut()
         .insert("x-ms-correlation-request-id", correlation);
     response
-}
-
-enum ArmFailure {
-    Kv(KvError),
-    Api(ApiError),
-}
-
-impl From<KvError> for ArmFailure {
-    fn from(error: KvError) -> Self {
-        ArmFailure::Kv(error)
-    }
 }
 
 async fn handle(
@@ -82,7 +65,7 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Response, ArmFailure> {
+) -> Result<Response, ApiError> {
     let query: HashMap<String, String> =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
     if !query.contains_key("api-version") {
@@ -95,7 +78,7 @@ async fn handle(
         .arm_verifier
         .verify_header(authorization)
         .await
-        .map_err(|e| ArmFailure::Api(e.into()))?;
+        .map_err(ApiError::from)?;
     let call = Call {
         state,
         caller,

@@ -5,10 +5,14 @@
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use backup_protocol::{
+    BindPolicy, ChangeEncryption, ChunkIds, CommitRequest, CommitResponse, EncryptionResponse,
+    FinishJob, ItemRef, ItemState, JobId, List, LocateResponse, MissingResponse, PolicyBody,
+    ProtectRequest, ProtectResponse, PutPackResponse, RegisterRequest, RegisterResponse, StartJob,
+    StopRequest, VaultRef,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use sim_core::auth::Principal;
 
 use super::VsState;
@@ -72,30 +76,26 @@ pub async fn handle(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (Method::POST, ["chunks", "missing"]) => {
-            let request: Ids = parse_json(&body)?;
-            Ok(ok(
-                json!({"missing": data.missing(vault.id, &request.ids).await?}),
-            ))
+            let request: ChunkIds = parse_json(&body)?;
+            let missing = data.missing(vault.id, &request.ids).await?;
+            reply(&MissingResponse { missing })
         }
         (Method::POST, ["chunks", "locate"]) => {
-            let request: Ids = parse_json(&body)?;
-            Ok(ok(
-                json!({"chunks": data.locate(vault.id, &request.ids).await?}),
-            ))
+            let request: ChunkIds = parse_json(&body)?;
+            let chunks = data.locate(vault.id, &request.ids).await?;
+            reply(&LocateResponse { chunks })
         }
         (Method::PUT, ["packs", id]) => {
             let chunks = data.put_pack(vault.id, id, body, now).await?;
-            Ok(ok(json!({"id": id, "chunks": chunks})))
+            reply(&PutPackResponse {
+                id: id.to_string(),
+                chunks,
+            })
         }
         (Method::GET, ["packs", id]) => read_pack(state, &vault, id, headers).await,
         (Method::POST, ["items"]) => protect(state, &vault, &machine, &body, now).await,
         (Method::POST, ["jobs"]) => {
-            #[derive(Deserialize)]
-            struct Start {
-                operation: String,
-                entity: String,
-            }
-            let request: Start = parse_json(&body)?;
+            let request: StartJob = parse_json(&body)?;
             if !["Backup", "Restore"].contains(&request.operation.as_str()) {
                 return Err(VsError::BadRequest(
                     "operation must be Backup or Restore.".into(),
@@ -116,16 +116,10 @@ pub async fn handle(
                     now,
                 )
                 .await?;
-            Ok(ok(json!({"id": id})))
+            reply(&JobId { id })
         }
         (Method::PATCH, ["jobs", id]) => {
-            #[derive(Deserialize)]
-            struct Finish {
-                status: String,
-                #[serde(default)]
-                details: Value,
-            }
-            let request: Finish = parse_json(&body)?;
+            let request: FinishJob = parse_json(&body)?;
             let statuses = ["Completed", "CompletedWithWarnings", "Failed", "Cancelled"];
             if !statuses.contains(&request.status.as_str()) {
                 return Err(VsError::BadRequest(format!(
@@ -144,30 +138,30 @@ pub async fn handle(
             .await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
+        (Method::PUT, ["servers", server, "encryption"]) => {
+            if !server.eq_ignore_ascii_case(&machine.container) {
+                return Err(VsError::Forbidden(format!(
+                    "Server {} may change only its own passphrase, not {server}'s.",
+                    machine.container
+                )));
+            }
+            let request: ChangeEncryption = parse_json(&body)?;
+            change_passphrase(state, &vault, &machine, request, now).await
+        }
         (Method::GET, ["jobs"]) => {
             data.fail_abandoned_jobs(vault.id, None, now).await?;
-            Ok(ok(
-                json!({"value": data.jobs(vault.id, &machine.container).await?}),
-            ))
+            let value = data.jobs(vault.id, &machine.container).await?;
+            reply(&List { value })
         }
         (Method::POST, ["recoveryPoints"]) => commit(state, &vault, &machine, &body, now).await,
         (Method::GET, ["servers", server, "recoveryPoints"]) => {
             state.lifecycle.sweep(&vault, now).await?;
-            Ok(ok(
-                json!({"value": data.recovery_points(vault.id, server).await?}),
-            ))
+            let value = data.recovery_points(vault.id, server).await?;
+            reply(&List { value })
         }
         (Method::GET, ["items"]) => items(state, &vault, &machine, now).await,
         (Method::POST, ["items", "stop"]) => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "camelCase")]
-            struct Stop {
-                item: String,
-                #[serde(default)]
-                delete_data: bool,
-                security_pin: Option<String>,
-            }
-            let request: Stop = parse_json(&body)?;
+            let request: StopRequest = parse_json(&body)?;
             if request.delete_data {
                 state
                     .lifecycle
@@ -196,12 +190,7 @@ pub async fn handle(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (Method::POST, ["items", "policy"]) => {
-            #[derive(Deserialize)]
-            struct Bind {
-                item: String,
-                policy: String,
-            }
-            let request: Bind = parse_json(&body)?;
+            let request: BindPolicy = parse_json(&body)?;
             state
                 .lifecycle
                 .bind_policy(
@@ -217,18 +206,17 @@ pub async fn handle(
         (Method::PUT, ["policies", name]) => {
             sim_core::arm::check_resource_name("Policy", name, 150)
                 .map_err(VsError::InvalidName)?;
-            #[derive(Deserialize)]
-            struct Put {
-                properties: Value,
-            }
-            let request: Put = parse_json(&body)?;
+            let request: PolicyBody = parse_json(&body)?;
             let properties = crate::policy::validate(&request.properties)?;
             state
                 .lifecycle
                 .policy_changing(&vault, name, &properties, now)
                 .await?;
             state.backup.put_policy(&vault, name, &properties).await?;
-            Ok(ok(json!({"name": name, "properties": properties})))
+            reply(&PolicyBody {
+                name: Some(name.to_string()),
+                properties,
+            })
         }
         (Method::GET, ["policies", name]) => {
             let (found, properties) = state
@@ -243,7 +231,10 @@ pub async fn handle(
                         vault.name
                     ))
                 })?;
-            Ok(ok(json!({"name": found, "properties": properties})))
+            reply(&PolicyBody {
+                name: Some(found),
+                properties,
+            })
         }
         (Method::GET, ["servers", server, "recoveryPoints", name, "manifest"]) => {
             let manifest = data.manifest(vault.id, server, name).await?;
@@ -273,61 +264,103 @@ fn body_limit(method: &Method, segments: &[&str]) -> usize {
     }
 }
 
-#[derive(Deserialize)]
-struct ItemRef {
-    item: String,
-}
-
 /// The caller's items with their policy, protection and deletion state.
 async fn items(state: &VsState, vault: &Vault, machine: &Machine, now: i64) -> Result<Response> {
     state.lifecycle.sweep(vault, now).await?;
-    let items: Vec<Value> = state
+    let value: Vec<ItemState> = state
         .backup
         .items(vault)
         .await?
         .into_iter()
         .filter(|i| i.container.eq_ignore_ascii_case(&machine.container))
-        .map(|i| {
-            json!({
-                "item": i.name,
-                "path": i.friendly_name,
-                "policy": if i.policy_name.is_empty() { crate::policy::DEFAULT_POLICY } else { &i.policy_name },
-                "protectionState": i.protection_state,
-                "recoveryPoints": i.recovery_points,
-                "deletedAt": i.deferred_delete_at,
-            })
+        .map(|i| ItemState {
+            policy: if i.policy_name.is_empty() {
+                crate::policy::DEFAULT_POLICY.to_string()
+            } else {
+                i.policy_name
+            },
+            item: i.name,
+            path: i.friendly_name,
+            protection_state: i.protection_state,
+            recovery_points: i.recovery_points,
+            deleted_at: i.deferred_delete_at,
         })
         .collect();
-    Ok(ok(json!({"value": items})))
+    reply(&List { value })
 }
 
-#[derive(Deserialize)]
-struct Ids {
-    ids: Vec<String>,
+/// A new passphrase for the caller's master key: the PIN is used up, the check value must
+/// not change, and the wrapped key is replaced in one statement (the old passphrase or the
+/// new one works, never neither).
+async fn change_passphrase(
+    state: &VsState,
+    vault: &Vault,
+    machine: &Machine,
+    request: ChangeEncryption,
+    now: i64,
+) -> Result<Response> {
+    let (_, key_check) = state
+        .data
+        .encryption(vault.id, &machine.container)
+        .await?
+        .ok_or_else(|| VsError::NotFound("This server has no key information.".into()))?;
+    if key_check != request.key_check {
+        return Err(VsError::BadRequest(
+            "keyCheck differs from the registered one: a passphrase change re-wraps the same master key, it never replaces it.".into(),
+        ));
+    }
+    state
+        .lifecycle
+        .use_pin(vault, Some(&request.security_pin), now)
+        .await?;
+    let saved = match &request.key_vault {
+        Some(save) => Some(
+            state
+                .passphrases
+                .save(
+                    vault,
+                    &save.uri,
+                    &passphrase_secret_name(&machine.container, &vault.name),
+                    &save.passphrase,
+                )
+                .await?,
+        ),
+        None => None,
+    };
+    state
+        .data
+        .set_encryption(
+            vault.id,
+            &machine.container,
+            &request.encryption,
+            &key_check,
+        )
+        .await?;
+    Ok(ok(
+        serde_json::json!({"server": machine.container, "passphraseSecretId": saved}),
+    ))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Registration {
-    server_name: String,
-    agent_version: String,
-    /// The machine's own public certificate (base64 DER); it signs in with its key.
-    certificate: String,
-    /// Thumbprint of the vault-credentials certificate the caller signed in with.
-    credential_thumbprint: String,
-    /// Wrapped master key and KDF parameters (opaque to the server).
-    encryption: Value,
-    /// A check value of the master key: re-registration must present the same.
-    key_check: String,
-    /// Save the passphrase in this Key Vault (through the vault's managed identity).
-    key_vault: Option<KeyVaultSave>,
+/// The Key Vault secret that holds a server's passphrase.
+fn passphrase_secret_name(server: &str, vault: &str) -> String {
+    format!("mars-{server}-{vault}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(127)
+        .collect()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct KeyVaultSave {
-    uri: String,
-    passphrase: String,
+/// A typed answer as JSON.
+fn reply<T: serde::Serialize>(body: &T) -> Result<Response> {
+    Ok(ok(
+        serde_json::to_value(body).expect("a protocol body serialises")
+    ))
 }
 
 async fn register(state: &VsState, caller: &Principal, body: &[u8], now: i64) -> Result<Response> {
@@ -337,7 +370,7 @@ async fn register(state: &VsState, caller: &Principal, body: &[u8], now: i64) ->
             caller.app_id
         ))
     })?;
-    let request: Registration = parse_json(body)?;
+    let request: RegisterRequest = parse_json(body)?;
     let name = request.server_name.trim();
     if name.is_empty() || name.len() > 255 || name.contains(['/', '\\', ';']) {
         return Err(VsError::BadRequest(format!(
@@ -361,17 +394,7 @@ async fn register(state: &VsState, caller: &Principal, body: &[u8], now: i64) ->
     // Before anything is registered: a refusal here leaves nothing behind.
     let saved_secret = match &request.key_vault {
         Some(save) => {
-            let secret: String = format!("mars-{name}-{}", vault.name)
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '-'
-                    }
-                })
-                .take(127)
-                .collect();
+            let secret = passphrase_secret_name(name, &vault.name);
             Some(
                 state
                     .passphrases
@@ -403,14 +426,18 @@ async fn register(state: &VsState, caller: &Principal, body: &[u8], now: i64) ->
         .await?;
     data.add_machine(&app.app_id, &app.service_principal_id, &vault, name, now)
         .await?;
-    Ok(ok(json!({
-        "containerName": name,
-        "clientId": app.app_id,
-        "tenantId": entra.tenant,
-        "authority": entra.authority,
-        "vault": {"subscriptionId": vault.subscription_id, "resourceGroup": vault.resource_group, "name": vault.name},
-        "passphraseSecretId": saved_secret,
-    })))
+    reply(&RegisterResponse {
+        container_name: name.to_string(),
+        client_id: app.app_id,
+        tenant_id: entra.tenant.clone(),
+        authority: entra.authority.clone(),
+        vault: VaultRef {
+            subscription_id: vault.subscription_id.clone(),
+            resource_group: vault.resource_group.clone(),
+            name: vault.name.clone(),
+        },
+        passphrase_secret_id: saved_secret,
+    })
 }
 
 async fn encryption(state: &VsState, caller: &Principal, server: &str) -> Result<Response> {
@@ -436,7 +463,10 @@ async fn encryption(state: &VsState, caller: &Principal, server: &str) -> Result
                 vault.name
             ))
         })?;
-    Ok(ok(json!({"server": server, "encryption": info})))
+    reply(&EncryptionResponse {
+        server: server.to_string(),
+        encryption: info,
+    })
 }
 
 async fn read_pack(
@@ -484,11 +514,7 @@ async fn protect(
     body: &[u8],
     now: i64,
 ) -> Result<Response> {
-    #[derive(Deserialize)]
-    struct Protect {
-        path: String,
-    }
-    let request: Protect = parse_json(body)?;
+    let request: ProtectRequest = parse_json(body)?;
     if request.path.is_empty() || request.path.len() > 4096 {
         return Err(VsError::BadRequest(
             "path must be 1-4096 characters.".into(),
@@ -511,7 +537,7 @@ async fn protect(
         .backup
         .protect_item(vault, &machine.container, &name, &request.path, now)
         .await?;
-    Ok(ok(json!({"item": name})))
+    reply(&ProtectResponse { item: name })
 }
 
 async fn commit(
@@ -521,15 +547,7 @@ async fn commit(
     body: &[u8],
     now: i64,
 ) -> Result<Response> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Commit {
-        item: String,
-        manifest: String,
-        chunks: Vec<String>,
-        retain_until: Option<i64>,
-    }
-    let request: Commit = parse_json(body)?;
+    let request: CommitRequest = parse_json(body)?;
     let manifest = STANDARD
         .decode(&request.manifest)
         .map_err(|_| VsError::BadRequest("manifest must be base64.".into()))?;
@@ -557,7 +575,9 @@ async fn commit(
             &retention,
         )
         .await?;
-    Ok(ok(
-        json!({"name": name, "expires": retention.expires, "tags": retention.tags}),
-    ))
+    reply(&CommitResponse {
+        name,
+        expires: retention.expires,
+        tags: retention.tags.iter().map(|t| t.to_string()).collect(),
+    })
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use sim_core::ApiError;
@@ -81,34 +81,15 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
 async fn entry(State(state): State<VsState>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
-    let correlation = headers
-        .get("x-ms-correlation-request-id")
-        .or_else(|| headers.get("x-ms-client-request-id"))
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a uuid is a header value")
-        });
+    let correlation = sim_core::arm::correlation_id(&headers);
     let mut response = match handle(&state, method, &uri, &headers, body).await {
         Ok(response) => response,
-        Err(Failure::Vs(error)) => error.into_response(),
-        Err(Failure::Api(error)) => error.into_response(),
+        Err(error) => error.into_response(),
     };
     response
         .headers_mut()
         .insert("x-ms-correlation-request-id", correlation);
     response
-}
-
-enum Failure {
-    Vs(VsError),
-    Api(ApiError),
-}
-
-impl From<VsError> for Failure {
-    fn from(error: VsError) -> Self {
-        Failure::Vs(error)
-    }
 }
 
 async fn handle(
@@ -117,7 +98,7 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, Failure> {
+) -> Result<Response, ApiError> {
     let origin = sim_core::arm::request_authority(uri, headers);
     // ARM tolerates doubled slashes (the Azure CLI sends `//metadata/endpoints`).
     let normalised = collapse_slashes(uri.path());
@@ -137,7 +118,7 @@ async fn handle(
             .arm_verifier
             .verify_header(authorization)
             .await
-            .map_err(|e| Failure::Api(e.into()))?;
+            .map_err(ApiError::from)?;
         return Ok(data_plane::handle(state, caller, method, path, headers, body).await?);
     }
     let query: BTreeMap<String, String> =
@@ -173,7 +154,7 @@ async fn handle(
         .arm_verifier
         .verify_header(authorization)
         .await
-        .map_err(|e| Failure::Api(e.into()))?;
+        .map_err(ApiError::from)?;
     let body = read_body(headers, body, MAX_ARM_BODY).await?;
     let call = ArmCall::new(caller, method, path, query, origin, body);
     Ok(dispatch(state, &call, authorization.unwrap_or_default()).await?)
@@ -187,7 +168,7 @@ async fn key_vault_here(
     method: &Method,
     lower_path: &str,
     authorization: Option<&str>,
-) -> Result<Option<Response>, Failure> {
+) -> Result<Option<Response>, ApiError> {
     let segments: Vec<&str> = lower_path.trim_matches('/').split('/').collect();
     let hsm_list = matches!(
         segments.as_slice(),
@@ -228,7 +209,7 @@ async fn key_vault_here(
         .arm_verifier
         .verify_header(authorization)
         .await
-        .map_err(|e| Failure::Api(e.into()))?;
+        .map_err(ApiError::from)?;
     if hsm_list {
         return Ok(Some(arm::ok(serde_json::json!({"value": []}))));
     }

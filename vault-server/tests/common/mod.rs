@@ -1,14 +1,9 @@
-//! Starts entra-sim, keyvault-sim and vault-server in-process (in memory, port 0, one CA)
-//! and talks to vault-server over HTTPS like any ARM client.
+//! The whole azsim in-process (azsim-testkit: in memory, port 0, one CA), talked to over
+//! HTTPS like any ARM client.
 #![allow(dead_code)]
-
-use std::net::{IpAddr, Ipv4Addr};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sim_core::cli::Runtime;
-use sim_core::db::Storage;
-use sim_core::tls::TlsMaterial;
 use sim_core::{SimClock, well_known};
 
 pub const TENANT: &str = well_known::TENANT_ID;
@@ -16,9 +11,8 @@ pub const SUB: &str = well_known::SUBSCRIPTION_ID;
 pub const API: &str = "api-version=2026-11-01";
 
 pub struct TestArm {
-    pub entra: entra_sim::Running,
-    pub keyvault: keyvault_sim::Running,
-    pub vs: vault_server::Running,
+    /// The whole azsim, in-process (azsim-testkit).
+    pub kit: azsim_testkit::Stack,
     pub http: reqwest::Client,
     pub clock: SimClock,
     pub entra_url: String,
@@ -27,48 +21,21 @@ pub struct TestArm {
 }
 
 pub async fn start() -> TestArm {
-    sim_core::install_crypto_provider();
-    let runtime = Runtime {
-        storage: Storage::Memory,
-        tls: TlsMaterial::load_or_create(None, &[]).unwrap(),
-        clock: SimClock::in_memory(),
-    };
-    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let entra = entra_sim::start(&runtime, loopback, 0, 0).await.unwrap();
-    let entra_url = entra.https.url();
-    let keyvault = keyvault_sim::start(
-        &runtime,
-        loopback,
-        0,
-        0,
-        entra.sim.key_cache(),
-        entra_url.clone(),
-    )
-    .await
-    .unwrap();
-    let config = vault_server::Config {
-        authority: entra_url.clone(),
-        ca_pem: runtime.tls.ca_pem.clone(),
-        keyvault_management: Some(keyvault.management.url()),
-        keyvault_dns: Some(format!("vault.localhost:{}", keyvault.data.addr.port())),
-        managed_identity: Some(entra.managed_identity.url()),
-    };
-    let vs = vault_server::start(&runtime, loopback, 0, entra.sim.key_cache(), config)
-        .await
-        .unwrap();
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(runtime.tls.ca_pem.as_bytes()).unwrap()])
-        .build()
-        .unwrap();
+    let kit = azsim_testkit::Stack::start().await.unwrap();
     TestArm {
-        url: vs.https.url(),
-        entra,
-        keyvault,
-        vs,
-        http,
-        clock: runtime.clock.clone(),
-        entra_url,
-        ca_pem: runtime.tls.ca_pem.clone(),
+        url: kit.arm_url(),
+        entra_url: kit.entra_url(),
+        http: kit.http.clone(),
+        clock: kit.clock.clone(),
+        ca_pem: kit.ca_pem.clone(),
+        kit,
+    }
+}
+
+impl TestArm {
+    /// vault-server's in-process state (domain modules, the database).
+    pub fn state(&self) -> &vault_server::http::VsState {
+        &self.kit.vault_server.server.state
     }
 }
 
@@ -255,7 +222,7 @@ pub async fn machine_login(t: &TestArm, vault: &str, server: &str) -> MachineLog
             Some(&admin),
         )
         .await;
-    let state = &t.vs.server.state;
+    let state = t.state();
     let vault = state.vaults.get(SUB, "rg1", vault).await.unwrap();
     state
         .backup

@@ -7,38 +7,36 @@
 //! ~32 MiB packs that upload as they fill. The recovery point is committed last, in one
 //! request the vault checks against the chunks it holds; the index is saved after that.
 //! A killed run leaves its uploaded packs in the vault, so the next run skips them.
+//!
+//! scan → chunk → seal → pack → upload → commit: [`crate::walk`] scans, [`producer`] reads,
+//! chunks and filters what the vault lacks, [`uploader`] seals, packs and uploads, and
+//! [`run`] commits the recovery point and then saves the [`index`].
+
+mod index;
+mod producer;
+mod uploader;
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
+use backup_protocol::CommitRequest;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use tokio::runtime::Handle;
 
 use crate::agent::Agent;
-use crate::config::write_atomic;
 use crate::error::{AgentError, Result};
 use crate::manifest::{Entry, Kind, Manifest, encode_path};
-use crate::sealing::{PackBuilder, Sealer};
-use crate::walk::{self, Walked};
-
-const PACK_TARGET: usize = 32 * 1024 * 1024;
-const MIN_CHUNK: usize = 256 * 1024;
-const AVG_CHUNK: usize = 1024 * 1024;
-const MAX_CHUNK: usize = 4 * 1024 * 1024;
-/// Files up to this size are read whole instead of streamed.
-const WHOLE_FILE: u64 = 16 * 1024 * 1024;
-/// Pack uploads in flight at once.
-const UPLOADS_IN_FLIGHT: usize = 2;
-const BATCH_BYTES: usize = 32 * 1024 * 1024;
-const BATCH_CHUNKS: usize = 2048;
+use crate::walk;
+use index::{Index, IndexEntry, index_path, load_index, save_index, unchanged};
+use producer::Producer;
+use uploader::{seal_worker, upload_packs};
 
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -61,56 +59,6 @@ pub struct BackupReport {
     pub seconds: f64,
 }
 
-#[derive(Serialize, Deserialize, Clone)]
-struct IndexEntry {
-    size: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-    ctime: i64,
-    ctime_nsec: i64,
-    inode: u64,
-    chunks: Vec<String>,
-}
-
-type Index = HashMap<String, IndexEntry>;
-
-/// The index belongs to one protected path of one registration: another vault or another
-/// master key must never reuse chunk ids it does not hold.
-fn index_path(agent: &Agent, root: &str) -> std::path::PathBuf {
-    let registration = &agent.registration;
-    let key = blake3::hash(
-        format!(
-            "{}\0{}\0{}\0{}\0{root}",
-            registration.subscription_id,
-            registration.vault,
-            registration.server_name,
-            agent.sealer.key_check()
-        )
-        .as_bytes(),
-    )
-    .to_hex();
-    agent
-        .config
-        .cache_dir
-        .join(format!("index-{}.json", &key[..32]))
-}
-
-fn load_index(path: &Path) -> Index {
-    std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
-fn unchanged(entry: &IndexEntry, meta: &std::fs::Metadata) -> bool {
-    entry.size == meta.len()
-        && entry.mtime == meta.mtime()
-        && entry.mtime_nsec == meta.mtime_nsec()
-        && entry.ctime == meta.ctime()
-        && entry.ctime_nsec == meta.ctime_nsec()
-        && entry.inode == meta.ino()
-}
-
 /// Backs up `root` and commits a recovery point.
 pub async fn run(
     agent: Arc<Agent>,
@@ -124,19 +72,8 @@ pub async fn run(
         .to_str()
         .ok_or_else(|| AgentError::Usage(format!("{} is not a UTF-8 path", root.display())))?
         .to_string();
-    let item: Value = agent
-        .service
-        .post("/backup/v1/items", &json!({"path": root_text}))
-        .await?;
-    let item = item["item"].as_str().unwrap_or_default().to_string();
-    let job: Value = agent
-        .service
-        .post(
-            "/backup/v1/jobs",
-            &json!({"operation": "Backup", "entity": root_text}),
-        )
-        .await?;
-    let job = job["id"].as_str().unwrap_or_default().to_string();
+    let item = agent.vault.protect(&root_text).await?;
+    let job = agent.vault.start_job("Backup", &root_text).await?;
 
     let pipeline_agent = agent.clone();
     let pipeline_root = root.clone();
@@ -155,35 +92,27 @@ pub async fn run(
         Ok(done) => done,
         Err(error) => {
             let details = json!({"errorDetails": [{"errorString": error.to_string(), "recommendations": []}]});
-            let _ = agent
-                .service
-                .patch(
-                    &format!("/backup/v1/jobs/{job}"),
-                    &json!({"status": "Failed", "details": details}),
-                )
-                .await;
+            let _ = agent.vault.finish_job(&job, "Failed", details).await;
             return Err(error);
         }
     };
     let mut manifest = manifest;
     manifest.root = root_text.clone();
     let sealed = manifest.seal(&agent.sealer);
-    let committed: Value = agent
-        .service
-        .post(
-            "/backup/v1/recoveryPoints",
-            &json!({"item": item, "manifest": STANDARD.encode(sealed), "chunks": manifest.chunk_ids(), "retainUntil": retain_until}),
-        )
+    let committed = agent
+        .vault
+        .commit(&CommitRequest {
+            item: item.clone(),
+            manifest: STANDARD.encode(sealed),
+            chunks: manifest.chunk_ids(),
+            retain_until,
+        })
         .await?;
-    let index_file = index_path(&agent, &root_text);
-    write_atomic(
-        &index_file,
-        &serde_json::to_vec(&index).expect("an index serialises"),
-    )?;
+    save_index(&index_path(&agent, &root_text), &index)?;
     report.path = root_text;
     report.item = item;
     report.job = job.clone();
-    report.recovery_point = committed["name"].as_str().unwrap_or_default().to_string();
+    report.recovery_point = committed.name;
     report.status = if report.warnings.is_empty() {
         "Completed"
     } else {
@@ -201,11 +130,8 @@ pub async fn run(
         "errorDetails": report.warnings.iter().map(|w| json!({"errorString": w, "recommendations": []})).collect::<Vec<_>>(),
     });
     agent
-        .service
-        .patch(
-            &format!("/backup/v1/jobs/{job}"),
-            &json!({"status": report.status, "details": details}),
-        )
+        .vault
+        .finish_job(&job, &report.status, details)
         .await?;
     Ok(report)
 }
@@ -346,18 +272,7 @@ fn pipeline(
                     };
                     report.files += 1;
                     entry.chunks = chunks.clone();
-                    new_index.insert(
-                        index_key,
-                        IndexEntry {
-                            size: walked.meta.len(),
-                            mtime: walked.meta.mtime(),
-                            mtime_nsec: walked.meta.mtime_nsec(),
-                            ctime: walked.meta.ctime(),
-                            ctime_nsec: walked.meta.ctime_nsec(),
-                            inode: walked.meta.ino(),
-                            chunks,
-                        },
-                    );
+                    new_index.insert(index_key, IndexEntry::of(&walked.meta, chunks));
                 }
             }
             entries.push(entry);
@@ -435,180 +350,10 @@ pub fn check_cache_space(cache: &Path, protected: u64) -> Result<()> {
     Ok(())
 }
 
-/// Reads and chunks changed files, asks the vault which chunks it lacks (one query per
-/// batch) and sends only those to the sealers.
-struct Producer<'a> {
-    agent: &'a Agent,
-    runtime: &'a Handle,
-    seal_tx: SyncSender<(String, Vec<u8>)>,
-    /// Ids already sent or known to the vault in this run.
-    known: HashSet<String>,
-    batch: Vec<(String, Vec<u8>)>,
-    batch_bytes: usize,
-    failure: &'a Mutex<Option<AgentError>>,
-}
-
-impl Producer<'_> {
-    fn file(&mut self, walked: &Walked) -> std::io::Result<Vec<String>> {
-        let mut ids = Vec::new();
-        if walked.meta.len() <= WHOLE_FILE {
-            // Small and medium files are read at once (no per-file stream buffer).
-            let data = std::fs::read(&walked.abs)?;
-            if data.len() <= MIN_CHUNK {
-                if !data.is_empty() {
-                    self.chunk(data, &mut ids);
-                }
-                return Ok(ids);
-            }
-            let cuts = fastcdc::v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
-            for cut in cuts {
-                self.chunk(data[cut.offset..cut.offset + cut.length].to_vec(), &mut ids);
-            }
-            return Ok(ids);
-        }
-        let file = std::fs::File::open(&walked.abs)?;
-        let chunker = fastcdc::v2020::StreamCDC::new(file, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
-        for chunk in chunker {
-            let chunk = chunk.map_err(|e| match e {
-                fastcdc::v2020::Error::IoError(io) => io,
-                other => std::io::Error::other(other.to_string()),
-            })?;
-            self.chunk(chunk.data, &mut ids);
-        }
-        Ok(ids)
-    }
-
-    fn chunk(&mut self, data: Vec<u8>, ids: &mut Vec<String>) {
-        let id = self.agent.sealer.chunk_id(&data);
-        ids.push(id.clone());
-        if self.known.insert(id.clone()) {
-            self.batch_bytes += data.len();
-            self.batch.push((id, data));
-            if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_CHUNKS {
-                self.flush();
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
-        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-        let answer: Result<Value> = self.runtime.block_on(
-            self.agent
-                .service
-                .post("/backup/v1/chunks/missing", &json!({"ids": ids})),
-        );
-        let missing: HashSet<String> = match answer {
-            Ok(answer) => answer["missing"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            Err(e) => {
-                fail(self.failure, e);
-                return;
-            }
-        };
-        for (id, data) in batch {
-            if missing.contains(&id) && self.seal_tx.send((id, data)).is_err() {
-                return;
-            }
-        }
-    }
-}
-
-fn fail(slot: &Mutex<Option<AgentError>>, error: AgentError) {
+pub(crate) fn fail(slot: &Mutex<Option<AgentError>>, error: AgentError) {
     let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
     if slot.is_none() {
         *slot = Some(error);
-    }
-}
-
-fn seal_worker(
-    sealer: &Sealer,
-    rx: &Mutex<Receiver<(String, Vec<u8>)>>,
-    tx: &SyncSender<(String, Vec<u8>)>,
-) {
-    loop {
-        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok((id, data)) = next else { return };
-        let blob = sealer.seal(&id, &data);
-        if tx.send((id, blob)).is_err() {
-            return;
-        }
-    }
-}
-
-fn upload_packs(
-    agent: &Arc<Agent>,
-    runtime: &Handle,
-    rx: Receiver<(String, Vec<u8>)>,
-    uploaded: &Mutex<(u64, u64, u64)>,
-    failure: &Mutex<Option<AgentError>>,
-) {
-    let mut pack = PackBuilder::default();
-    let mut chunks = 0u64;
-    let mut in_flight = std::collections::VecDeque::new();
-    let settle =
-        |handle: tokio::task::JoinHandle<Result<(u64, u64)>>| match runtime.block_on(handle) {
-            Ok(Ok((chunks, size))) => {
-                let mut totals = uploaded.lock().unwrap_or_else(|p| p.into_inner());
-                totals.0 += chunks;
-                totals.1 += size;
-                totals.2 += 1;
-                true
-            }
-            Ok(Err(e)) => {
-                fail(failure, e);
-                false
-            }
-            Err(e) => {
-                fail(
-                    failure,
-                    AgentError::Service(format!("an upload stopped: {e}")),
-                );
-                false
-            }
-        };
-    let start = |pack: PackBuilder, chunks: u64| {
-        let agent = agent.clone();
-        runtime.spawn(async move {
-            let (id, bytes) = pack.finish();
-            let size = bytes.len() as u64;
-            agent
-                .service
-                .put_bytes(&format!("/backup/v1/packs/{id}"), Bytes::from(bytes))
-                .await?;
-            Ok((chunks, size))
-        })
-    };
-    for (id, blob) in rx {
-        pack.add(id, &blob);
-        chunks += 1;
-        if pack.len() >= PACK_TARGET {
-            in_flight.push_back(start(std::mem::take(&mut pack), chunks));
-            chunks = 0;
-            while in_flight.len() >= UPLOADS_IN_FLIGHT {
-                if !settle(in_flight.pop_front().expect("non-empty")) {
-                    return;
-                }
-            }
-        }
-    }
-    if !pack.is_empty() {
-        in_flight.push_back(start(pack, chunks));
-    }
-    while let Some(handle) = in_flight.pop_front() {
-        if !settle(handle) {
-            return;
-        }
     }
 }
 

@@ -1,0 +1,85 @@
+//! The unchanged-file index: per protected path, each file's size, mtime, ctime and inode
+//! with its chunk ids. A file that matches is not read again. The index belongs to one
+//! registration and master key, so a new vault never reuses chunk ids it does not hold.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::Agent;
+use crate::config::write_atomic;
+use crate::error::Result;
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct IndexEntry {
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    ctime: i64,
+    ctime_nsec: i64,
+    inode: u64,
+    pub chunks: Vec<String>,
+}
+
+pub type Index = HashMap<String, IndexEntry>;
+
+/// The index belongs to one protected path of one registration: another vault or another
+/// master key must never reuse chunk ids it does not hold.
+pub fn index_path(agent: &Agent, root: &str) -> PathBuf {
+    let registration = &agent.registration;
+    let key = blake3::hash(
+        format!(
+            "{}\0{}\0{}\0{}\0{root}",
+            registration.subscription_id,
+            registration.vault,
+            registration.server_name,
+            agent.sealer.key_check()
+        )
+        .as_bytes(),
+    )
+    .to_hex();
+    agent
+        .config
+        .cache_dir
+        .join(format!("index-{}.json", &key[..32]))
+}
+
+pub fn load_index(path: &Path) -> Index {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+pub fn unchanged(entry: &IndexEntry, meta: &std::fs::Metadata) -> bool {
+    entry.size == meta.len()
+        && entry.mtime == meta.mtime()
+        && entry.mtime_nsec == meta.mtime_nsec()
+        && entry.ctime == meta.ctime()
+        && entry.ctime_nsec == meta.ctime_nsec()
+        && entry.inode == meta.ino()
+}
+
+/// Saves the index (after the recovery point is committed).
+pub fn save_index(path: &Path, index: &Index) -> Result<()> {
+    write_atomic(
+        path,
+        &serde_json::to_vec(index).expect("an index serialises"),
+    )
+}
+
+impl IndexEntry {
+    pub fn of(meta: &std::fs::Metadata, chunks: Vec<String>) -> Self {
+        IndexEntry {
+            size: meta.len(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+            inode: meta.ino(),
+            chunks,
+        }
+    }
+}

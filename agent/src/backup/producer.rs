@@ -1,0 +1,105 @@
+//! Reading changed files and cutting them into chunks (FastCDC, ~1 MiB; small files read
+//! whole), naming each by keyed BLAKE3, and asking the vault once per batch which chunks it
+//! lacks: only those go on to the sealers.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::mpsc::SyncSender;
+
+use tokio::runtime::Handle;
+
+use crate::agent::Agent;
+use crate::error::AgentError;
+use crate::walk::Walked;
+
+use super::fail;
+
+const MIN_CHUNK: usize = 256 * 1024;
+
+const AVG_CHUNK: usize = 1024 * 1024;
+
+const MAX_CHUNK: usize = 4 * 1024 * 1024;
+
+/// Files up to this size are read whole instead of streamed.
+const WHOLE_FILE: u64 = 16 * 1024 * 1024;
+
+const BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+const BATCH_CHUNKS: usize = 2048;
+
+/// Reads and chunks changed files, asks the vault which chunks it lacks (one query per
+/// batch) and sends only those to the sealers.
+pub struct Producer<'a> {
+    pub agent: &'a Agent,
+    pub runtime: &'a Handle,
+    pub seal_tx: SyncSender<(String, Vec<u8>)>,
+    /// Ids already sent or known to the vault in this run.
+    pub known: HashSet<String>,
+    pub batch: Vec<(String, Vec<u8>)>,
+    pub batch_bytes: usize,
+    pub failure: &'a Mutex<Option<AgentError>>,
+}
+
+impl Producer<'_> {
+    pub fn file(&mut self, walked: &Walked) -> std::io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        if walked.meta.len() <= WHOLE_FILE {
+            // Small and medium files are read at once (no per-file stream buffer).
+            let data = std::fs::read(&walked.abs)?;
+            if data.len() <= MIN_CHUNK {
+                if !data.is_empty() {
+                    self.chunk(data, &mut ids);
+                }
+                return Ok(ids);
+            }
+            let cuts = fastcdc::v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+            for cut in cuts {
+                self.chunk(data[cut.offset..cut.offset + cut.length].to_vec(), &mut ids);
+            }
+            return Ok(ids);
+        }
+        let file = std::fs::File::open(&walked.abs)?;
+        let chunker = fastcdc::v2020::StreamCDC::new(file, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+        for chunk in chunker {
+            let chunk = chunk.map_err(|e| match e {
+                fastcdc::v2020::Error::IoError(io) => io,
+                other => std::io::Error::other(other.to_string()),
+            })?;
+            self.chunk(chunk.data, &mut ids);
+        }
+        Ok(ids)
+    }
+
+    fn chunk(&mut self, data: Vec<u8>, ids: &mut Vec<String>) {
+        let id = self.agent.sealer.chunk_id(&data);
+        ids.push(id.clone());
+        if self.known.insert(id.clone()) {
+            self.batch_bytes += data.len();
+            self.batch.push((id, data));
+            if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_CHUNKS {
+                self.flush();
+            }
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let missing: HashSet<String> = match self.runtime.block_on(self.agent.vault.missing(ids)) {
+            Ok(missing) => missing.into_iter().collect(),
+            Err(e) => {
+                fail(self.failure, e);
+                return;
+            }
+        };
+        for (id, data) in batch {
+            if missing.contains(&id) && self.seal_tx.send((id, data)).is_err() {
+                return;
+            }
+        }
+    }
+}

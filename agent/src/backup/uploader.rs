@@ -1,0 +1,98 @@
+//! Sealing (zstd, AES-256-GCM) on one worker per core, packing sealed chunks into ~32 MiB
+//! packs, and uploading packs as they fill, two at a time.
+
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use backup_protocol::PackBuilder;
+use bytes::Bytes;
+use tokio::runtime::Handle;
+
+use crate::agent::Agent;
+use crate::error::{AgentError, Result};
+use crate::sealing::Sealer;
+
+use super::fail;
+
+const PACK_TARGET: usize = 32 * 1024 * 1024;
+
+/// Pack uploads in flight at once.
+const UPLOADS_IN_FLIGHT: usize = 2;
+
+pub fn seal_worker(
+    sealer: &Sealer,
+    rx: &Mutex<Receiver<(String, Vec<u8>)>>,
+    tx: &SyncSender<(String, Vec<u8>)>,
+) {
+    loop {
+        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let Ok((id, data)) = next else { return };
+        let blob = sealer.seal(&id, &data);
+        if tx.send((id, blob)).is_err() {
+            return;
+        }
+    }
+}
+
+pub fn upload_packs(
+    agent: &Arc<Agent>,
+    runtime: &Handle,
+    rx: Receiver<(String, Vec<u8>)>,
+    uploaded: &Mutex<(u64, u64, u64)>,
+    failure: &Mutex<Option<AgentError>>,
+) {
+    let mut pack = PackBuilder::default();
+    let mut chunks = 0u64;
+    let mut in_flight = std::collections::VecDeque::new();
+    let settle =
+        |handle: tokio::task::JoinHandle<Result<(u64, u64)>>| match runtime.block_on(handle) {
+            Ok(Ok((chunks, size))) => {
+                let mut totals = uploaded.lock().unwrap_or_else(|p| p.into_inner());
+                totals.0 += chunks;
+                totals.1 += size;
+                totals.2 += 1;
+                true
+            }
+            Ok(Err(e)) => {
+                fail(failure, e);
+                false
+            }
+            Err(e) => {
+                fail(
+                    failure,
+                    AgentError::Service(format!("an upload stopped: {e}")),
+                );
+                false
+            }
+        };
+    let start = |pack: PackBuilder, chunks: u64| {
+        let agent = agent.clone();
+        runtime.spawn(async move {
+            let (id, bytes) = pack.finish();
+            let size = bytes.len() as u64;
+            agent.vault.put_pack(&id, Bytes::from(bytes)).await?;
+            Ok((chunks, size))
+        })
+    };
+    for (id, blob) in rx {
+        pack.add(id, &blob);
+        chunks += 1;
+        if pack.len() >= PACK_TARGET {
+            in_flight.push_back(start(std::mem::take(&mut pack), chunks));
+            chunks = 0;
+            while in_flight.len() >= UPLOADS_IN_FLIGHT {
+                if !settle(in_flight.pop_front().expect("non-empty")) {
+                    return;
+                }
+            }
+        }
+    }
+    if !pack.is_empty() {
+        in_flight.push_back(start(pack, chunks));
+    }
+    while let Some(handle) = in_flight.pop_front() {
+        if !settle(handle) {
+            return;
+        }
+    }
+}

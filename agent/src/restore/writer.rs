@@ -1,0 +1,293 @@
+//! Writing restored files: each beside its final name under a short temporary name, renamed
+//! only when complete (a partial file never looks restored); all-zero chunks become holes;
+//! owners (as root), `user.` extended attributes, mode and mtime are set through the
+//! handle; later names of a hard-link group become links to the first.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::fetch::Unit;
+use super::{DamagedFile, OnConflict, RestoreReport};
+use crate::error::{AgentError, Result};
+use crate::manifest::Entry;
+
+/// The longest file name Linux file systems take (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// Completes one file: renamed into place, or removed and reported when data was damaged.
+pub fn finish(
+    writer: FileWriter,
+    entry: &Entry,
+    damage: Option<(String, String, String)>,
+    conflict: OnConflict,
+    report: &mut RestoreReport,
+    written_groups: &mut HashMap<u64, PathBuf>,
+) -> Result<()> {
+    if let Some((chunk, pack, reason)) = damage {
+        let _ = std::fs::remove_file(&writer.partial);
+        report.damaged.push(DamagedFile {
+            path: entry.path.clone(),
+            pack,
+            chunk,
+            reason,
+        });
+        return Ok(());
+    }
+    let destination = writer.finish(entry, conflict, report)?;
+    if let Some(group) = entry.link {
+        written_groups.insert(group, destination);
+    }
+    Ok(())
+}
+
+/// A later name of a hard-link group: a link to the first name's restored file.
+pub fn link_to_first(
+    path: &Path,
+    entry: &Entry,
+    written_groups: &HashMap<u64, PathBuf>,
+    conflict: OnConflict,
+    report: &mut RestoreReport,
+) -> Result<()> {
+    let Some(first) = entry.link.and_then(|g| written_groups.get(&g)) else {
+        // The first name was skipped or damaged; this name shares its fate.
+        report.skipped += 1;
+        return Ok(());
+    };
+    let mut destination = path.to_path_buf();
+    if std::fs::symlink_metadata(path).is_ok() {
+        match conflict {
+            OnConflict::Skip => {
+                report.skipped += 1;
+                return Ok(());
+            }
+            OnConflict::Copy => destination = copy_name(path),
+            OnConflict::Overwrite => remove_existing(path)?,
+        }
+    }
+    if let Some(parent) = destination.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
+    }
+    std::fs::hard_link(first, &destination).map_err(|e| AgentError::io(&destination, e))?;
+    report.files += 1;
+    Ok(())
+}
+
+pub fn remove_existing(path: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| AgentError::io(path, e))?;
+    if meta.is_dir() {
+        std::fs::remove_dir_all(path).map_err(|e| AgentError::io(path, e))
+    } else {
+        std::fs::remove_file(path).map_err(|e| AgentError::io(path, e))
+    }
+}
+
+/// `name (restored N)` beside `path`, shortening the name to fit `NAME_MAX`.
+pub fn copy_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(OsStr::as_bytes).unwrap_or(b"file");
+    (1..)
+        .map(|n| {
+            let suffix = format!(" (restored {n})");
+            let keep = name.len().min(NAME_MAX - suffix.len());
+            let mut candidate = name[..keep].to_vec();
+            candidate.extend_from_slice(suffix.as_bytes());
+            path.with_file_name(OsStr::from_bytes(&candidate))
+        })
+        .find(|candidate| std::fs::symlink_metadata(candidate).is_err())
+        .expect("an unused name exists")
+}
+
+/// A file being restored: written beside its name, renamed when complete.
+pub struct FileWriter {
+    partial: PathBuf,
+    destination: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    written: u64,
+    /// The file ends in a hole (skipped zeros): its length must be set.
+    hole_at_end: bool,
+}
+
+impl FileWriter {
+    /// `None` when the conflict policy skips the file.
+    pub fn open(
+        path: &Path,
+        conflict: OnConflict,
+        report: &mut RestoreReport,
+    ) -> Result<Option<Self>> {
+        let mut destination = path.to_path_buf();
+        if std::fs::symlink_metadata(path).is_ok() {
+            match conflict {
+                OnConflict::Skip => {
+                    report.skipped += 1;
+                    return Ok(None);
+                }
+                OnConflict::Copy => destination = copy_name(path),
+                OnConflict::Overwrite => {}
+            }
+        }
+        if let Some(parent) = destination.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
+        }
+        // A short name that fits NAME_MAX whatever the real name's length.
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let partial = destination.with_file_name(format!(".mars-{}.partial", &token[..12]));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .map_err(|e| AgentError::io(&partial, e))?;
+        Ok(Some(FileWriter {
+            partial,
+            destination,
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            written: 0,
+            hole_at_end: false,
+        }))
+    }
+
+    /// Writes the chunks `ids` in order; all-zero chunks become holes. Returns the first
+    /// damaged chunk (id, pack, reason) instead of writing past it.
+    pub fn write(
+        &mut self,
+        ids: &[String],
+        unit: &Unit,
+    ) -> Result<Option<(String, String, String)>> {
+        for id in ids {
+            let Some(data) = unit.chunks.get(id) else {
+                let (pack, reason) = unit
+                    .damaged
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| (String::new(), "the chunk was not fetched".into()));
+                return Ok(Some((id.clone(), pack, reason)));
+            };
+            if is_zero(data) {
+                self.file
+                    .seek(SeekFrom::Current(data.len() as i64))
+                    .map_err(|e| AgentError::io(&self.partial, e))?;
+                self.hole_at_end = true;
+            } else {
+                self.file
+                    .write_all(data)
+                    .map_err(|e| AgentError::io(&self.partial, e))?;
+                self.hole_at_end = false;
+            }
+            self.written += data.len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Renames the complete file into place; returns where it went.
+    fn finish(
+        self,
+        entry: &Entry,
+        conflict: OnConflict,
+        report: &mut RestoreReport,
+    ) -> Result<PathBuf> {
+        let FileWriter {
+            partial,
+            destination,
+            file,
+            written,
+            hole_at_end,
+        } = self;
+        let file = file
+            .into_inner()
+            .map_err(|e| AgentError::io(&partial, e.into_error()))?;
+        if hole_at_end {
+            file.set_len(written)
+                .map_err(|e| AgentError::io(&partial, e))?;
+        }
+        if written != entry.size {
+            let _ = std::fs::remove_file(&partial);
+            return Err(AgentError::Integrity(format!(
+                "{} restored to {written} bytes instead of {}",
+                destination.display(),
+                entry.size
+            )));
+        }
+        set_file_metadata(&file, &partial, entry)?;
+        drop(file);
+        if conflict == OnConflict::Overwrite
+            && std::fs::symlink_metadata(&destination).is_ok_and(|m| m.is_dir())
+        {
+            remove_existing(&destination)?;
+        }
+        // Complete files only ever appear under their real name.
+        std::fs::rename(&partial, &destination).map_err(|e| AgentError::io(&destination, e))?;
+        report.files += 1;
+        report.bytes += entry.size;
+        Ok(destination)
+    }
+}
+
+/// All zeros? Blocks are OR-folded (vectorised), stopping at the first block with data.
+pub fn is_zero(data: &[u8]) -> bool {
+    data.chunks(4096)
+        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
+}
+
+/// Whether owners can be restored: only root may give files away.
+fn running_as_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+pub fn set_owner(path: &Path, entry: &Entry, follow: bool) -> Result<()> {
+    if !running_as_root() || (entry.uid.is_none() && entry.gid.is_none()) {
+        return Ok(());
+    }
+    let result = if follow {
+        std::os::unix::fs::chown(path, entry.uid, entry.gid)
+    } else {
+        std::os::unix::fs::lchown(path, entry.uid, entry.gid)
+    };
+    result.map_err(|e| AgentError::io(path, e))
+}
+
+fn set_xattrs(path: &Path, entry: &Entry) -> Result<()> {
+    for (name, value) in &entry.xattrs {
+        let value = STANDARD.decode(value).map_err(|_| {
+            AgentError::Integrity(format!(
+                "the extended attribute {name} of {} is malformed",
+                entry.path
+            ))
+        })?;
+        xattr::set(path, name, &value).map_err(|e| AgentError::io(path, e))?;
+    }
+    Ok(())
+}
+
+/// Owner, extended attributes, mode and mtime through the handle just written. The owner
+/// goes first: chown clears set-id bits that the mode then restores.
+fn set_file_metadata(file: &std::fs::File, path: &Path, entry: &Entry) -> Result<()> {
+    if running_as_root() && (entry.uid.is_some() || entry.gid.is_some()) {
+        std::os::unix::fs::fchown(file, entry.uid, entry.gid)
+            .map_err(|e| AgentError::io(path, e))?;
+    }
+    set_xattrs(path, entry)?;
+    file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
+        .map_err(|e| AgentError::io(path, e))?;
+    file.set_modified(mtime_of(entry))
+        .map_err(|e| AgentError::io(path, e))
+}
+
+fn mtime_of(entry: &Entry) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH
+        + std::time::Duration::new(entry.mtime.max(0) as u64, entry.mtime_nsec.min(999_999_999))
+}
+
+pub fn set_metadata(path: &Path, entry: &Entry) -> Result<()> {
+    set_owner(path, entry, true)?;
+    set_xattrs(path, entry)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(entry.mode))
+        .map_err(|e| AgentError::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| AgentError::io(path, e))?;
+    file.set_modified(mtime_of(entry))
+        .map_err(|e| AgentError::io(path, e))
+}

@@ -1,0 +1,185 @@
+//! Keeping backups healthy: `check` (and `--read-data`) finds missing and damaged chunks
+//! and names the files, and a passphrase change re-wraps the key so only the new one opens
+//! the backups.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const PASSPHRASE: &str = "correct horse battery staple 42";
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed * 2 + 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+async fn registered(stack: &Stack, name: &str) -> Machine {
+    let credentials = stack
+        .credentials("vault1", &format!("{name}.VaultCredentials"))
+        .await;
+    let passphrase = stack.write(&format!("passphrase-{name}"), PASSPHRASE);
+    let machine = stack.machine(name).await;
+    let out = machine.register(&credentials, &passphrase).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    machine
+}
+
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_finds_damaged_and_missing_chunks_and_names_the_files() {
+    let state = tempfile::tempdir().unwrap();
+    let stack = start_on(sim_core::db::Storage::Disk(state.path().to_path_buf())).await;
+    stack.vault("vault1").await;
+    let machine = registered(&stack, "server1").await;
+    let data = stack.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for n in 0..4 {
+        std::fs::write(data.join(format!("f{n}.bin")), noise(300_000, n)).unwrap();
+    }
+    machine
+        .json(&["backup", "--include", data.to_str().unwrap()])
+        .await;
+    let clean = machine.json(&["check"]).await;
+    assert_eq!(clean["chunks"], 4, "{clean}");
+    let read = machine.json(&["check", "--read-data"]).await;
+    assert_eq!(read["chunksRead"], 4, "{read}");
+
+    // One flipped byte: only reading the data finds it.
+    let pack = files(&state.path().join("blobs/packs")).remove(0);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[100] ^= 0x42;
+    std::fs::write(&pack, bytes).unwrap();
+    assert!(machine.run(&["check"]).await.status.success());
+    let out = machine.run(&["--json", "check", "--read-data"]).await;
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let damaged = answer["error"]["damaged"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{answer}");
+    assert!(damaged[0]["path"].as_str().unwrap().ends_with(".bin"));
+    assert_eq!(
+        damaged[0]["pack"],
+        pack.file_name().unwrap().to_str().unwrap()
+    );
+
+    // The vault loses its packs: every file is missing data, found without reading.
+    sqlx::query("DELETE FROM packs")
+        .execute(&stack.kit.vault_server.server.state.pool)
+        .await
+        .unwrap();
+    let out = machine.run(&["--json", "check"]).await;
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer["error"]["damaged"].as_array().unwrap().len(),
+        4,
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_passphrase_change_rewraps_the_key_and_needs_the_pin() {
+    let stack = start().await;
+    stack.vault("vault1").await;
+    let server1 = registered(&stack, "server1").await;
+    let data = stack.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.txt"), "kept across passphrases").unwrap();
+    let backup = server1
+        .json(&["backup", "--include", data.to_str().unwrap()])
+        .await;
+    let point = backup[0]["recoveryPoint"].as_str().unwrap().to_string();
+    let new = stack.write("new-passphrase", "an entirely new passphrase 99");
+
+    let out = server1
+        .run(&[
+            "change-passphrase",
+            "--security-pin",
+            "000000",
+            "--passphrase-file",
+            new.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(5), "a wrong PIN: {}", stderr(&out));
+    let token = stack.arm_token().await;
+    let pin: Value = stack
+        .http
+        .post(format!(
+            "{}/backupSecurityPIN?api-version=2026-11-01",
+            stack.vault_url("vault1")
+        ))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pin = pin["securityPIN"].as_str().unwrap();
+    let changed = server1
+        .json(&[
+            "change-passphrase",
+            "--security-pin",
+            pin,
+            "--passphrase-file",
+            new.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(changed["changed"], true);
+
+    // Another machine of the vault restores server1's backup with the new passphrase only.
+    let server2 = registered(&stack, "server2").await;
+    let old = stack.write("old-passphrase", PASSPHRASE);
+    let target = stack.dir.path().join("restored");
+    let args = |file: &std::path::Path| {
+        vec![
+            "restore".to_string(),
+            point.clone(),
+            "--target".into(),
+            target.to_str().unwrap().into(),
+            "--from-server".into(),
+            "server1".into(),
+            "--passphrase-file".into(),
+            file.to_str().unwrap().into(),
+        ]
+    };
+    let with_old: Vec<String> = args(&old);
+    let out = server2
+        .run(&with_old.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let with_new: Vec<String> = args(&new);
+    let out = server2
+        .run(&with_new.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(target.join("a.txt")).unwrap(),
+        "kept across passphrases"
+    );
+    // server1 itself keeps working (its master key did not change).
+    server1
+        .json(&["backup", "--include", data.to_str().unwrap()])
+        .await;
+}

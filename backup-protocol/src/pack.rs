@@ -1,0 +1,133 @@
+//! The pack format: `[blobs][index JSON][index length: u32 LE]`, id = BLAKE3 of it all.
+
+use serde::{Deserialize, Serialize};
+
+/// Where one chunk's sealed blob lies inside a pack.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    pub id: String,
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// Why a pack body was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("The pack is malformed: {0}.")]
+pub struct PackError(pub String);
+
+/// Chunk and pack ids: 64 lower-case hex digits (a BLAKE3 hash).
+pub fn is_hex_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Collects sealed chunk blobs into one pack.
+#[derive(Default)]
+pub struct PackBuilder {
+    data: Vec<u8>,
+    index: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    pub fn add(&mut self, id: String, blob: &[u8]) {
+        self.index.push(PackEntry {
+            id,
+            offset: self.data.len() as u64,
+            length: blob.len() as u64,
+        });
+        self.data.extend_from_slice(blob);
+    }
+
+    /// Bytes of blobs so far.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The pack's id and bytes.
+    pub fn finish(self) -> (String, Vec<u8>) {
+        let mut bytes = self.data;
+        let index = serde_json::to_vec(&self.index).expect("an index serialises");
+        bytes.extend_from_slice(&index);
+        bytes.extend_from_slice(&(index.len() as u32).to_le_bytes());
+        (blake3::hash(&bytes).to_hex().to_string(), bytes)
+    }
+}
+
+/// The index of a pack body, checked: every entry names a valid chunk id and lies inside
+/// the blob area.
+pub fn parse_index(body: &[u8]) -> Result<Vec<PackEntry>, PackError> {
+    let bad = |why: &str| PackError(why.to_string());
+    if body.len() < 4 {
+        return Err(bad("shorter than its trailer"));
+    }
+    let (rest, trailer) = body.split_at(body.len() - 4);
+    let length = u32::from_le_bytes(trailer.try_into().expect("4 bytes")) as usize;
+    if length > rest.len() {
+        return Err(bad("the index length points outside the pack"));
+    }
+    let data_end = rest.len() - length;
+    let entries: Vec<PackEntry> = serde_json::from_slice(&rest[data_end..])
+        .map_err(|e| PackError(format!("the index is not JSON ({e})")))?;
+    for entry in &entries {
+        if !is_hex_id(&entry.id) {
+            return Err(bad("an index entry has an invalid chunk id"));
+        }
+        if entry
+            .offset
+            .checked_add(entry.length)
+            .is_none_or(|end| end > data_end as u64)
+        {
+            return Err(bad("an index entry points outside the pack data"));
+        }
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_round_trip_and_damage_is_named() {
+        let mut builder = PackBuilder::default();
+        builder.add("a".repeat(64), b"first");
+        builder.add("b".repeat(64), b"second blob");
+        assert_eq!(builder.len(), 16);
+        let (id, bytes) = builder.finish();
+        assert_eq!(id, blake3::hash(&bytes).to_hex().to_string());
+        let index = parse_index(&bytes).unwrap();
+        assert_eq!(
+            index[1],
+            PackEntry {
+                id: "b".repeat(64),
+                offset: 5,
+                length: 11
+            }
+        );
+        assert_eq!(&bytes[5..16], b"second blob");
+
+        let mut wrong_length = bytes.clone();
+        let n = wrong_length.len();
+        wrong_length[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            parse_index(&wrong_length)
+                .unwrap_err()
+                .0
+                .contains("outside the pack")
+        );
+        assert!(parse_index(b"ab").is_err());
+        let mut outside = PackBuilder::default();
+        outside.add("c".repeat(64), b"x");
+        let (_, mut outside) = outside.finish();
+        let text = String::from_utf8_lossy(&outside).replace("\"length\":1", "\"length\":9");
+        outside = text.into_bytes();
+        assert!(parse_index(&outside).is_err());
+        assert!(!is_hex_id(&"A".repeat(64)) && is_hex_id(&"a".repeat(64)));
+    }
+}
