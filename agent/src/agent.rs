@@ -33,6 +33,8 @@ pub struct Agent {
     /// The vault's backup data plane, signed in as this machine.
     pub vault: VaultClient,
     pub sealer: Sealer,
+    /// Paces uploads to the throttle's rate.
+    pub pacer: crate::throttle::Pacer,
 }
 
 impl Agent {
@@ -44,6 +46,7 @@ impl Agent {
         let sealer = Sealer::new(&home.master_key()?);
         Ok(Arc::new(Agent {
             progress,
+            pacer: crate::throttle::Pacer::new(config.throttle.clone()),
             config,
             registration,
             vault,

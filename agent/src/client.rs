@@ -6,7 +6,7 @@
 //! skew), so `azsim clock advance` moves the agent along with the vault.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -80,7 +80,9 @@ pub struct Service {
     http: reqwest::Client,
     base: String,
     identity: CertIdentity,
-    token: Mutex<Option<(String, Instant)>>,
+    /// The cached token and when it expires, in service time (Unix seconds): the service's
+    /// clock, not this machine's, decides whether a token is still good.
+    token: Mutex<Option<(String, i64)>>,
     /// Service time minus local time, in seconds (from `Date` headers).
     skew: AtomicI64,
 }
@@ -189,6 +191,18 @@ impl Service {
         chrono::Utc::now().timestamp() + self.skew.load(Ordering::Relaxed)
     }
 
+    /// Asks the service for its time (`GET /health`, no sign-in needed) and returns it.
+    pub async fn probe_time(&self) -> Result<i64> {
+        let response = self
+            .http
+            .get(format!("{}/health", self.base))
+            .send()
+            .await
+            .map_err(network)?;
+        self.learn_time(&response);
+        Ok(self.now())
+    }
+
     fn learn_time(&self, response: &reqwest::Response) {
         if let Some(at) = service_time(response) {
             self.skew
@@ -204,7 +218,7 @@ impl Service {
     async fn token(&self) -> Result<String> {
         let mut cached = self.token.lock().await;
         if let Some((token, until)) = cached.as_ref()
-            && Instant::now() < *until
+            && self.now() < *until
         {
             return Ok(token.clone());
         }
@@ -264,10 +278,7 @@ impl Service {
             .as_u64()
             .unwrap_or(3600)
             .saturating_sub(60);
-        *cached = Some((
-            token.to_string(),
-            Instant::now() + Duration::from_secs(lifetime),
-        ));
+        *cached = Some((token.to_string(), self.now() + lifetime as i64));
         Ok(token.to_string())
     }
 
@@ -276,6 +287,7 @@ impl Service {
     async fn send(&self, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let mut pause = Duration::from_millis(250);
         let mut attempt = 1;
+        let mut signed_in_again = false;
         loop {
             let token = self.token().await?;
             let outcome = build().bearer_auth(token).send().await;
@@ -293,6 +305,12 @@ impl Service {
             self.learn_time(&response);
             if response.status().is_success() {
                 return Ok(response);
+            }
+            // The service's clock may have moved past the cached token: sign in once more.
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && !signed_in_again {
+                signed_in_again = true;
+                *self.token.lock().await = None;
+                continue;
             }
             return Err(refusal(response).await);
         }

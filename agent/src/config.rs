@@ -26,6 +26,12 @@ pub struct AgentConfig {
     pub proxy: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub registration: Option<Registration>,
+    /// Folders `mars-agent service` backs up on a schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<crate::schedule::Schedule>,
+    /// Upload rates for work and non-work hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<crate::throttle::Throttle>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -10,7 +10,9 @@
 //!   (check-network);
 //! - the work: [`agent`] (registration, the registered agent), [`backup`] (scan → chunk →
 //!   seal → pack → upload → commit), [`restore`] (plan → fetch → verify → write),
-//!   [`protection`] (policies, stop protection, undelete), [`check`] (integrity);
+//!   [`protection`] (policies, stop protection, undelete), [`check`] (integrity),
+//!   [`schedule`] and [`service`] (scheduled backups on the service's clock), [`throttle`]
+//!   (upload rates by work and non-work hours);
 //! - for people: [`output`] (times and tables), [`progress`] (bars on a terminal), and
 //!   [`error`] (one error type; each kind is an exit code).
 
@@ -28,6 +30,9 @@ pub mod output;
 pub mod progress;
 pub mod protection;
 pub mod restore;
+pub mod schedule;
 pub mod sealing;
+pub mod service;
+pub mod throttle;
 pub mod vault_client;
 pub mod walk;

@@ -4,234 +4,16 @@
 //! usage or credentials; 4 wrong passphrase; 5 the service refused or could not be
 //! reached (or a check-network step failed); 6 backup data failed verification; 7 a local file could not be read or written.
 
+mod cli;
+
 use std::path::PathBuf;
 
 use agent::agent::{self as registered, Agent};
 use agent::config::{AgentConfig, Home, create_private_dir};
 use agent::error::{AgentError, Result};
-use agent::restore::OnConflict;
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use cli::{Cli, Command, PolicyAction, ScheduleAction, ThrottleAction};
 use serde_json::{Value, json};
-
-#[derive(Parser)]
-#[command(
-    name = "mars-agent",
-    version,
-    about = "Backup agent for azsim Recovery Services vaults (modelled on the MARS agent)"
-)]
-struct Cli {
-    /// The agent's state directory.
-    #[arg(long, global = true, env = "MARS_AGENT_HOME")]
-    home: Option<PathBuf>,
-    /// Print results as JSON.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Write the agent configuration.
-    Install {
-        /// Cache directory (the unchanged-file index lives here).
-        #[arg(long)]
-        cache_dir: PathBuf,
-        /// HTTP(S) proxy for every connection.
-        #[arg(long)]
-        proxy: Option<String>,
-        /// CA certificate to trust (azsim's development CA).
-        #[arg(long, env = "MARS_AGENT_CA_FILE")]
-        ca_file: Option<PathBuf>,
-    },
-    /// Check every endpoint the agent needs: DNS, TCP, TLS trust and sign-in.
-    CheckNetwork {
-        /// Vault credentials to check with (default: this machine's registration).
-        #[arg(long)]
-        vault_credentials: Option<PathBuf>,
-        /// A Key Vault to check as well.
-        #[arg(long)]
-        key_vault_uri: Option<String>,
-    },
-    /// Register this machine with a vault, using a vault credentials file.
-    Register {
-        /// The `.VaultCredentials` file downloaded from the vault (valid 10 days).
-        #[arg(long)]
-        vault_credentials: PathBuf,
-        /// File holding the passphrase (at least 16 ASCII characters).
-        #[arg(
-            long,
-            conflicts_with = "generate_passphrase",
-            required_unless_present = "generate_passphrase"
-        )]
-        passphrase_file: Option<PathBuf>,
-        /// Generate a passphrase and write it to this new file (keep it safe; an existing
-        /// file is never overwritten).
-        #[arg(long)]
-        generate_passphrase: Option<PathBuf>,
-        /// Name of this server in the vault (default: the host name).
-        #[arg(long)]
-        server_name: Option<String>,
-        /// Save the passphrase as a secret in this Key Vault (through the vault's managed
-        /// identity, which needs the `set` secret permission there).
-        #[arg(long)]
-        key_vault_uri: Option<String>,
-    },
-    /// Back up now.
-    Backup {
-        /// Folders (or files) to back up; each becomes a protected item.
-        #[arg(long, required = true, num_args = 1..)]
-        include: Vec<PathBuf>,
-        /// Glob patterns to leave out (matched on names and relative paths).
-        #[arg(long, num_args = 1..)]
-        exclude: Vec<String>,
-        /// Keep the recovery point until this date (YYYY-MM-DD).
-        #[arg(long)]
-        retain_until: Option<String>,
-    },
-    /// List recovery points.
-    RecoveryPoints {
-        /// List another server's recovery points (servers of one vault may restore each
-        /// other's data with the passphrase).
-        #[arg(long)]
-        from_server: Option<String>,
-    },
-    /// List the entries of a recovery point.
-    Ls {
-        /// The recovery point (from `recovery-points`).
-        recovery_point: String,
-        /// Only entries under this path: relative to the backed-up folder, or its original
-        /// absolute path.
-        path: Option<String>,
-        /// A recovery point of another server of the vault (needs its passphrase).
-        #[arg(long, requires = "passphrase_file")]
-        from_server: Option<String>,
-        /// The passphrase of the server whose backup is read (checked when given).
-        #[arg(long)]
-        passphrase_file: Option<PathBuf>,
-    },
-    /// Restore from a recovery point.
-    Restore {
-        /// The recovery point (from `recovery-points`).
-        recovery_point: String,
-        /// What to restore (default: everything): paths relative to the backed-up folder,
-        /// or their original absolute paths.
-        paths: Vec<String>,
-        /// Restore into this directory (an alternate location).
-        #[arg(
-            long,
-            conflicts_with = "original",
-            required_unless_present = "original"
-        )]
-        target: Option<PathBuf>,
-        /// Restore to the original location.
-        #[arg(long)]
-        original: bool,
-        /// What to do when a restored name exists: copy (restore beside it as
-        /// `name (restored N)`), overwrite, or skip.
-        #[arg(long, value_enum, default_value = "copy")]
-        on_conflict: OnConflict,
-        /// Restore another server's backup (needs that server's passphrase).
-        #[arg(long, requires = "passphrase_file")]
-        from_server: Option<String>,
-        /// The passphrase of the server whose backup is restored (checked when given).
-        #[arg(long)]
-        passphrase_file: Option<PathBuf>,
-    },
-    /// The retention policy of a protected folder (MARS: Schedule Backup → Select
-    /// Retention Policy).
-    Policy {
-        #[command(subcommand)]
-        action: PolicyAction,
-    },
-    /// Stop protecting a folder, keeping its backup data or deleting it.
-    StopProtection {
-        /// The protected folder.
-        #[arg(long)]
-        include: PathBuf,
-        /// Delete the backup data too (kept for the vault's soft-delete days when soft
-        /// delete is on; refused in an immutable vault while points have not expired).
-        #[arg(long, requires = "security_pin")]
-        delete_data: bool,
-        /// The vault's security PIN (generate it on the vault: POST …/backupSecurityPIN);
-        /// needed to delete data.
-        #[arg(long)]
-        security_pin: Option<String>,
-    },
-    /// Bring back soft-deleted backup data of a folder.
-    Undelete {
-        /// The folder whose data was deleted.
-        #[arg(long)]
-        include: PathBuf,
-    },
-    /// Check that every chunk this server's recovery points need is in the vault; with
-    /// --read-data, download and verify each one (like `restic check --read-data`).
-    Check {
-        /// Download and verify every chunk (authenticated decryption and id check).
-        #[arg(long)]
-        read_data: bool,
-        /// Only this recovery point.
-        #[arg(long)]
-        recovery_point: Option<String>,
-    },
-    /// Change the passphrase: the master key is re-wrapped, nothing is re-encrypted (MARS:
-    /// Change Properties → Encryption).
-    ChangePassphrase {
-        /// The vault's security PIN (POST …/backupSecurityPIN).
-        #[arg(long)]
-        security_pin: String,
-        /// File holding the new passphrase (at least 16 ASCII characters).
-        #[arg(long)]
-        passphrase_file: PathBuf,
-        /// Save the new passphrase in this Key Vault too (through the vault's identity).
-        #[arg(long)]
-        key_vault_uri: Option<String>,
-    },
-    /// Backup and restore jobs of this server.
-    Jobs,
-    /// Registration status.
-    Status,
-    /// Unregister this server from its vault (its backups go with it).
-    Unregister,
-}
-
-#[derive(Subcommand)]
-enum PolicyAction {
-    /// Store a retention policy on the vault and bind it to a folder. Weekly, monthly and
-    /// yearly points are those of `--day` (monthly: the first such day of the month;
-    /// yearly: the first such day of `--month`).
-    Set {
-        /// The protected folder.
-        #[arg(long)]
-        include: PathBuf,
-        /// The policy's name on the vault.
-        #[arg(long)]
-        name: String,
-        /// Keep daily points this many days (7-9999).
-        #[arg(long)]
-        daily: Option<u32>,
-        /// Keep weekly points this many weeks (4-5163).
-        #[arg(long)]
-        weekly: Option<u32>,
-        /// Keep monthly points this many months (3-1188).
-        #[arg(long)]
-        monthly: Option<u32>,
-        /// Keep yearly points this many years (1-99).
-        #[arg(long)]
-        yearly: Option<u32>,
-        /// The weekday of weekly, monthly and yearly points.
-        #[arg(long, default_value = "sunday")]
-        day: String,
-        /// The month of yearly points.
-        #[arg(long, default_value = "january")]
-        month: String,
-        /// Backup times of the schedule, UTC (one to three).
-        #[arg(long, value_delimiter = ',', default_value = "21:00")]
-        times: Vec<String>,
-    },
-    /// Each protected folder with its policy, protection and deletion state.
-    Show,
-}
 
 fn home(cli: &Cli) -> Home {
     let dir = cli.home.clone().unwrap_or_else(|| {
@@ -287,12 +69,17 @@ async fn run(cli: Cli) -> Result<i32> {
             let ca_file = ca_file
                 .map(|f| std::fs::canonicalize(&f).map_err(|e| AgentError::io(&f, e)))
                 .transpose()?;
-            let registration = home.load().ok().and_then(|c| c.registration);
+            let previous = home.load().ok();
             let config = AgentConfig {
                 cache_dir: cache_dir.clone(),
                 proxy,
                 ca_file,
-                registration,
+                registration: previous.as_ref().and_then(|c| c.registration.clone()),
+                schedules: previous
+                    .as_ref()
+                    .map(|c| c.schedules.clone())
+                    .unwrap_or_default(),
+                throttle: previous.and_then(|c| c.throttle),
             };
             home.save(&config)?;
             print(
@@ -623,6 +410,109 @@ async fn run(cli: Cli) -> Result<i32> {
                 &json!({"server": agent.registration.server_name, "changed": true}),
                 "passphrase changed: the new one opens every backup of this server; the old one no longer does",
             );
+        }
+        Command::Schedule { action } => match action {
+            ScheduleAction::Set {
+                include,
+                exclude,
+                times,
+                days,
+            } => {
+                let agent = Agent::open(&home, !json_output)?;
+                let schedule = agent::schedule::Schedule::new(&include, exclude, &times, &days)?;
+                let set = agent::schedule::set(&agent, &home, schedule).await?;
+                print(
+                    json_output,
+                    &set,
+                    &format!(
+                        "{}: backed up at {} UTC{} by `mars-agent service` (vault policy {})",
+                        set["path"].as_str().unwrap_or_default(),
+                        times.join(", "),
+                        if days.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" on {}", days.join(", "))
+                        },
+                        set["policy"].as_str().unwrap_or_default()
+                    ),
+                );
+            }
+            ScheduleAction::Show => {
+                let schedules = home.load()?.schedules;
+                let human = schedules
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}  at {}  {}",
+                            s.path.display(),
+                            s.times.join(","),
+                            if s.days.is_empty() {
+                                "every day".to_string()
+                            } else {
+                                s.days.join(",")
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                print(
+                    json_output,
+                    &serde_json::to_value(&schedules).unwrap_or_default(),
+                    &human,
+                );
+            }
+            ScheduleAction::Clear { include } => {
+                let removed = agent::schedule::clear(&home, &include)?;
+                if !removed {
+                    return Err(AgentError::Usage(format!(
+                        "{} has no schedule (see `mars-agent schedule show`)",
+                        include.display()
+                    )));
+                }
+                print(
+                    json_output,
+                    &json!({"cleared": include}),
+                    &format!("{}: no longer scheduled", include.display()),
+                );
+            }
+        },
+        Command::Throttle { action } => {
+            let mut config = home.load()?;
+            match action {
+                ThrottleAction::Set {
+                    work_hours,
+                    work_days,
+                    work_rate,
+                    non_work_rate,
+                } => {
+                    let (work_start, work_end) = agent::throttle::parse_hours(&work_hours)?;
+                    config.throttle = Some(agent::throttle::Throttle {
+                        work_start,
+                        work_end,
+                        work_days: agent::throttle::parse_days(&work_days)?,
+                        work_rate: agent::throttle::parse_rate(&work_rate)?,
+                        non_work_rate: agent::throttle::parse_rate(&non_work_rate)?,
+                    });
+                    home.save(&config)?;
+                }
+                ThrottleAction::Off => {
+                    config.throttle = None;
+                    home.save(&config)?;
+                }
+                ThrottleAction::Show => {}
+            }
+            let human = match &config.throttle {
+                Some(throttle) => format!("throttled: {}", throttle.describe()),
+                None => "not throttled: uploads run at full speed".to_string(),
+            };
+            print(
+                json_output,
+                &serde_json::to_value(&config.throttle).unwrap_or_default(),
+                &human,
+            );
+        }
+        Command::Service => {
+            agent::service::run(&home, json_output).await?;
         }
         Command::Jobs => {
             let agent = Agent::open(&home, !json_output)?;

@@ -183,3 +183,62 @@ async fn a_passphrase_change_rewraps_the_key_and_needs_the_pin() {
         .json(&["backup", "--include", data.to_str().unwrap()])
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_throttled_backup_is_much_slower_than_an_unthrottled_one() {
+    let stack = start().await;
+    stack.vault("vault1").await;
+    let machine = registered(&stack, "server1").await;
+    let timed = |dir: std::path::PathBuf| {
+        let machine = &machine;
+        async move {
+            let started = std::time::Instant::now();
+            let out = machine
+                .run(&["backup", "--include", dir.to_str().unwrap()])
+                .await;
+            assert!(out.status.success(), "{}", stderr(&out));
+            started.elapsed()
+        }
+    };
+    let fast_data = stack.dir.path().join("fast");
+    std::fs::create_dir_all(&fast_data).unwrap();
+    std::fs::write(fast_data.join("a.bin"), noise(6 << 20, 1)).unwrap();
+    let fast = timed(fast_data).await;
+
+    let set = machine
+        .json(&[
+            "throttle",
+            "set",
+            "--work-hours",
+            "00:00-23:59",
+            "--work-days",
+            "mon-sun",
+            "--work-rate",
+            "1MiB/s",
+            "--non-work-rate",
+            "1MiB/s",
+        ])
+        .await;
+    assert_eq!(set["workRate"], 1 << 20);
+    let slow_data = stack.dir.path().join("slow");
+    std::fs::create_dir_all(&slow_data).unwrap();
+    std::fs::write(slow_data.join("b.bin"), noise(6 << 20, 2)).unwrap();
+    let slow = timed(slow_data).await;
+    assert!(
+        slow > std::time::Duration::from_secs(4) && slow > fast * 3,
+        "6 MiB at 1 MiB/s took {slow:?}; unthrottled {fast:?}"
+    );
+    let off = machine.json(&["throttle", "off"]).await;
+    assert!(off.is_null());
+    let refused = machine
+        .run(&[
+            "throttle",
+            "set",
+            "--work-rate",
+            "10Kbps",
+            "--non-work-rate",
+            "1MiB/s",
+        ])
+        .await;
+    assert_eq!(refused.status.code(), Some(2));
+}

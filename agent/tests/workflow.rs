@@ -284,6 +284,13 @@ fn every_flag_and_argument_of_every_command_says_what_it_is() {
         "undelete",
         "check",
         "change-passphrase",
+        "schedule set",
+        "schedule show",
+        "schedule clear",
+        "service",
+        "throttle set",
+        "throttle show",
+        "throttle off",
     ];
     for command in commands {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mars-agent"))

@@ -1,5 +1,5 @@
 //! Sealing (zstd, AES-256-GCM) on one worker per core, packing sealed chunks into ~32 MiB
-//! packs, and uploading packs as they fill, two at a time.
+//! packs, and uploading packs as they fill, two at a time, paced by the throttle.
 
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -70,6 +70,9 @@ pub fn upload_packs(
         runtime.spawn(async move {
             let (id, bytes) = pack.finish();
             let size = bytes.len() as u64;
+            let service_now = chrono::DateTime::from_timestamp(agent.vault.service().now(), 0)
+                .unwrap_or_default();
+            agent.pacer.admit(size, service_now).await;
             agent.vault.put_pack(&id, Bytes::from(bytes)).await?;
             Ok((chunks, size))
         })
