@@ -10,22 +10,6 @@ use std::path::Path;
 
 use common::*;
 
-const PASSPHRASE: &str = "correct horse battery staple 42";
-
-/// Deterministic pseudo-random bytes (xorshift), incompressible like real media.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join("docs/empty dir")).unwrap();
     std::fs::create_dir_all(root.join("ünïcödé ✓/nested deeper")).unwrap();

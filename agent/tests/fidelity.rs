@@ -12,19 +12,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 
-const PASSPHRASE: &str = "correct horse battery staple 42";
-
-/// A registered machine of a fresh vault.
-async fn registered(stack: &Stack) -> Machine {
-    stack.vault("vault1").await;
-    let credentials = stack.credentials("vault1", "v.VaultCredentials").await;
-    let passphrase = stack.write("passphrase", PASSPHRASE);
-    let machine = stack.machine("server1").await;
-    let out = machine.register(&credentials, &passphrase).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    machine
-}
-
 /// Backs up `data` and restores the recovery point into a new directory.
 async fn round_trip(stack: &Stack, machine: &Machine, data: &Path) -> (Value, PathBuf) {
     let backup = machine
@@ -55,7 +42,7 @@ fn leftovers(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn names_at_the_limit_and_names_that_are_not_utf8_restore_byte_exact() {
     let stack = start().await;
-    let machine = registered(&stack).await;
+    let machine = stack.registered("vault1", "server1").await.0;
     let data = stack.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let long = "l".repeat(250);
@@ -97,7 +84,7 @@ async fn names_at_the_limit_and_names_that_are_not_utf8_restore_byte_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sparse_files_keep_their_holes() {
     let stack = start().await;
-    let machine = registered(&stack).await;
+    let machine = stack.registered("vault1", "server1").await.0;
     let data = stack.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     // 64 MiB: 1 MiB of data, a 62 MiB hole, 1 MiB of data; and one ending in a hole.
@@ -129,7 +116,7 @@ async fn sparse_files_keep_their_holes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hard_links_owners_extended_attributes_and_the_root_mtime_are_kept() {
     let stack = start().await;
-    let machine = registered(&stack).await;
+    let machine = stack.registered("vault1", "server1").await.0;
     let data = stack.dir.path().join("data");
     std::fs::create_dir_all(data.join("sub")).unwrap();
     std::fs::write(data.join("original.txt"), b"shared content").unwrap();
@@ -174,38 +161,11 @@ async fn hard_links_owners_extended_attributes_and_the_root_mtime_are_kept() {
     );
 }
 
-/// Deterministic incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn pack_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(pack_files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_damaged_pack_spoils_only_the_files_that_use_it() {
     let state = tempfile::tempdir().unwrap();
     let stack = start_on(sim_core::db::Storage::Disk(state.path().to_path_buf())).await;
-    let machine = registered(&stack).await;
+    let machine = stack.registered("vault1", "server1").await.0;
     let data = stack.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     for n in 0..8u64 {
@@ -221,7 +181,7 @@ async fn a_damaged_pack_spoils_only_the_files_that_use_it() {
     let point = backup[0]["recoveryPoint"].as_str().unwrap().to_string();
 
     // Flip one byte inside the first blob of the one pack.
-    let packs = pack_files(&state.path().join("blobs/packs"));
+    let packs = files_under(&state.path().join("blobs/packs"));
     assert_eq!(packs.len(), 1, "{packs:?}");
     let mut bytes = std::fs::read(&packs[0]).unwrap();
     let index_len = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()) as usize;
@@ -270,7 +230,7 @@ async fn a_damaged_pack_spoils_only_the_files_that_use_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_error_is_a_json_object_with_json() {
     let stack = start().await;
-    let machine = registered(&stack).await;
+    let machine = stack.registered("vault1", "server1").await.0;
     for args in [
         vec!["--json", "restore", "no-such-point", "--target", "/tmp/x"],
         vec!["--json", "ls", "no-such-point"],

@@ -8,31 +8,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-const PASSPHRASE: &str = "correct horse battery staple 42";
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed * 2 + 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-async fn registered(stack: &Stack) -> Machine {
-    stack.vault("vault1").await;
-    let credentials = stack.credentials("vault1", "v.VaultCredentials").await;
-    let passphrase = stack.write("passphrase", PASSPHRASE);
-    let machine = stack.machine("server1").await;
-    let out = machine.register(&credentials, &passphrase).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    machine
-}
-
 async fn arm(
     stack: &Stack,
     method: reqwest::Method,
@@ -86,7 +61,7 @@ async fn stored_bytes(stack: &Stack) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn points_follow_the_policy_expire_and_their_data_is_collected() {
     let stack = start().await;
-    let machine = registered(&stack).await;
+    let machine = stack.registered("vault1", "server1").await.0;
     let data = stack.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     for n in 0..4 {
@@ -180,7 +155,7 @@ async fn points_follow_the_policy_expire_and_their_data_is_collected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_data_needs_the_pin_and_can_be_undone() {
     let stack = start().await;
-    let machine = registered(&stack).await;
+    let machine = stack.registered("vault1", "server1").await.0;
     let data = stack.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("a.txt"), "alpha").unwrap();
@@ -228,7 +203,7 @@ async fn deleting_data_needs_the_pin_and_can_be_undone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_immutable_vault_keeps_every_point_restorable() {
     let stack = start().await;
-    let machine = registered(&stack).await;
+    let machine = stack.registered("vault1", "server1").await.0;
     let (status, body) = arm(
         &stack,
         reqwest::Method::PATCH,

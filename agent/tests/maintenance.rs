@@ -7,51 +7,12 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-const PASSPHRASE: &str = "correct horse battery staple 42";
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed * 2 + 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-async fn registered(stack: &Stack, name: &str) -> Machine {
-    let credentials = stack
-        .credentials("vault1", &format!("{name}.VaultCredentials"))
-        .await;
-    let passphrase = stack.write(&format!("passphrase-{name}"), PASSPHRASE);
-    let machine = stack.machine(name).await;
-    let out = machine.register(&credentials, &passphrase).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    machine
-}
-
-fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn check_finds_damaged_and_missing_chunks_and_names_the_files() {
     let state = tempfile::tempdir().unwrap();
     let stack = start_on(sim_core::db::Storage::Disk(state.path().to_path_buf())).await;
     stack.vault("vault1").await;
-    let machine = registered(&stack, "server1").await;
+    let machine = stack.registered("vault1", "server1").await.0;
     let data = stack.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     for n in 0..4 {
@@ -66,7 +27,7 @@ async fn check_finds_damaged_and_missing_chunks_and_names_the_files() {
     assert_eq!(read["chunksRead"], 4, "{read}");
 
     // One flipped byte: only reading the data finds it.
-    let pack = files(&state.path().join("blobs/packs")).remove(0);
+    let pack = files_under(&state.path().join("blobs/packs")).remove(0);
     let mut bytes = std::fs::read(&pack).unwrap();
     bytes[100] ^= 0x42;
     std::fs::write(&pack, bytes).unwrap();
@@ -101,7 +62,7 @@ async fn check_finds_damaged_and_missing_chunks_and_names_the_files() {
 async fn a_passphrase_change_rewraps_the_key_and_needs_the_pin() {
     let stack = start().await;
     stack.vault("vault1").await;
-    let server1 = registered(&stack, "server1").await;
+    let server1 = stack.registered("vault1", "server1").await.0;
     let data = stack.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("a.txt"), "kept across passphrases").unwrap();
@@ -149,7 +110,7 @@ async fn a_passphrase_change_rewraps_the_key_and_needs_the_pin() {
     assert_eq!(changed["changed"], true);
 
     // Another machine of the vault restores server1's backup with the new passphrase only.
-    let server2 = registered(&stack, "server2").await;
+    let server2 = stack.registered("vault1", "server2").await.0;
     let old = stack.write("old-passphrase", PASSPHRASE);
     let target = stack.dir.path().join("restored");
     let args = |file: &std::path::Path| {
@@ -188,7 +149,7 @@ async fn a_passphrase_change_rewraps_the_key_and_needs_the_pin() {
 async fn a_throttled_backup_is_much_slower_than_an_unthrottled_one() {
     let stack = start().await;
     stack.vault("vault1").await;
-    let machine = registered(&stack, "server1").await;
+    let machine = stack.registered("vault1", "server1").await.0;
     let timed = |dir: std::path::PathBuf| {
         let machine = &machine;
         async move {

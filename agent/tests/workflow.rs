@@ -7,18 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-const PASSPHRASE: &str = "correct horse battery staple 42";
-
-async fn registered(stack: &Stack) -> (Machine, std::path::PathBuf) {
-    stack.vault("vault1").await;
-    let credentials = stack.credentials("vault1", "v.VaultCredentials").await;
-    let passphrase = stack.write("passphrase", PASSPHRASE);
-    let machine = stack.machine("server1").await;
-    let out = machine.register(&credentials, &passphrase).await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    (machine, credentials)
-}
-
 fn small_tree(stack: &Stack) -> std::path::PathBuf {
     let data = stack.dir.path().join("data");
     std::fs::create_dir_all(data.join("docs")).unwrap();
@@ -30,7 +18,7 @@ fn small_tree(stack: &Stack) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_agent_follows_the_simulated_clock_and_credentials_expire_after_ten_days() {
     let stack = start().await;
-    let (machine, _) = registered(&stack).await;
+    let (machine, _) = stack.registered("vault1", "server1").await;
     let data = small_tree(&stack);
     stack.clock.advance(2 * 3600).unwrap();
     let backup = machine
@@ -95,7 +83,7 @@ async fn a_relative_ca_file_works_from_any_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unregistering_through_arm_revokes_the_machine_identity() {
     let stack = start().await;
-    let (machine, _) = registered(&stack).await;
+    let (machine, _) = stack.registered("vault1", "server1").await;
     let data = small_tree(&stack);
     let backup = machine
         .json(&["backup", "--include", data.to_str().unwrap()])
@@ -128,7 +116,7 @@ async fn unregistering_through_arm_revokes_the_machine_identity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_generated_passphrase_never_overwrites_a_file_and_a_failed_registration_leaves_none() {
     let stack = start().await;
-    let (machine, credentials) = registered(&stack).await;
+    let (machine, credentials) = stack.registered("vault1", "server1").await;
     let keep = stack.write(
         "precious-passphrase",
         "the passphrase of a registered server",
@@ -177,7 +165,7 @@ async fn a_generated_passphrase_never_overwrites_a_file_and_a_failed_registratio
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_passphrase_file_is_refused_and_original_paths_select_what_to_restore() {
     let stack = start().await;
-    let (machine, _) = registered(&stack).await;
+    let (machine, _) = stack.registered("vault1", "server1").await;
     let data = small_tree(&stack);
     let backup = machine
         .json(&["backup", "--include", data.to_str().unwrap()])
@@ -245,7 +233,7 @@ async fn a_wrong_passphrase_file_is_refused_and_original_paths_select_what_to_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_connections_name_the_url_and_the_fix() {
     let stack = start().await;
-    let (machine, _) = registered(&stack).await;
+    let (machine, _) = stack.registered("vault1", "server1").await;
     // Point the registration at a port where nothing listens.
     let config_path = machine.home.join("agent.json");
     let text = std::fs::read_to_string(&config_path).unwrap();

@@ -7,15 +7,6 @@ use bytes::Bytes;
 use common::*;
 use vault_server::VsError;
 
-/// A pack of `blobs`, as the agent builds it.
-fn pack(blobs: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let mut builder = backup_protocol::PackBuilder::default();
-    for (id, blob) in blobs {
-        builder.add(id.to_string(), blob);
-    }
-    builder.finish()
-}
-
 #[tokio::test]
 async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
     let t = start().await;

@@ -187,15 +187,6 @@ async fn four_hundred_days_of_points_keep_exactly_what_the_policy_says() {
     assert_eq!(adhoc["tags"], json!(["AdHoc"]));
 }
 
-/// A pack of `blobs`, as the agent builds it.
-fn pack(blobs: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let mut builder = backup_protocol::PackBuilder::default();
-    for (id, blob) in blobs {
-        builder.add(id.to_string(), blob);
-    }
-    builder.finish()
-}
-
 #[tokio::test]
 async fn expired_points_are_collected_and_mostly_garbage_packs_are_repacked() {
     let t = vault_with(json!({})).await;

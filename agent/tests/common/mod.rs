@@ -189,3 +189,50 @@ impl Machine {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
+
+/// The passphrase the test machines register with.
+pub const PASSPHRASE: &str = "correct horse battery staple 42";
+
+impl Stack {
+    /// A machine `name` registered to `vault` (created if new) with [`PASSPHRASE`]; also
+    /// returns the credentials file it used.
+    pub async fn registered(&self, vault: &str, name: &str) -> (Machine, PathBuf) {
+        self.vault(vault).await;
+        let credentials = self
+            .credentials(vault, &format!("{name}.VaultCredentials"))
+            .await;
+        let passphrase = self.write(&format!("passphrase-{name}"), PASSPHRASE);
+        let machine = self.machine(name).await;
+        let out = machine.register(&credentials, &passphrase).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        (machine, credentials)
+    }
+}
+
+/// Deterministic incompressible bytes (xorshift); each seed gives other bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed * 2 + 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Every file below `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -261,3 +261,12 @@ pub async fn data_plane(
     )
     .await
 }
+
+/// A pack of `blobs`, as the agent builds it.
+pub fn pack(blobs: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let mut builder = backup_protocol::PackBuilder::default();
+    for (id, blob) in blobs {
+        builder.add(id.to_string(), blob);
+    }
+    builder.finish()
+}
