@@ -13,15 +13,7 @@ use serde_json::Value;
 fn make_data(root: &std::path::Path) {
     std::fs::create_dir_all(root).unwrap();
     for i in 0..6u64 {
-        let mut state = i * 7919 + 1;
-        let mut bytes = Vec::with_capacity(24 << 20);
-        while bytes.len() < 24 << 20 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            bytes.extend_from_slice(&state.to_le_bytes());
-        }
-        std::fs::write(root.join(format!("part-{i}.bin")), bytes).unwrap();
+        std::fs::write(root.join(format!("part-{i}.bin")), noise(24 << 20, i)).unwrap();
     }
 }
 
@@ -357,15 +349,11 @@ async fn kill_9_of_vault_server_mid_upload_the_agent_retries_and_completes() {
 
 /// Rewrites part `i` of the data with other incompressible bytes.
 fn rewrite(root: &std::path::Path, i: u64) {
-    let mut state = i * 104_729 + 3;
-    let mut bytes = Vec::with_capacity(24 << 20);
-    while bytes.len() < 24 << 20 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    std::fs::write(root.join(format!("part-{i}.bin")), bytes).unwrap();
+    std::fs::write(
+        root.join(format!("part-{i}.bin")),
+        noise(24 << 20, i + 1000),
+    )
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

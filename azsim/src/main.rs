@@ -3,9 +3,11 @@
 //! - `azsim up` runs every service in one process (entra-sim, keyvault-sim, vault-server);
 //! - `azsim env` prints the shell settings that point the Azure SDKs and CLI at it;
 //! - `azsim clock` reads or moves the simulated clock of every running service;
-//! - `azsim vault-credentials` downloads a vault's `.VaultCredentials` file.
+//! - `azsim vault-credentials` downloads a vault's `.VaultCredentials` file;
+//! - `azsim demo` runs the seed's story once, narrated.
 
 mod clock;
+mod demo;
 mod env;
 mod vault_credentials;
 
@@ -36,6 +38,9 @@ enum Command {
     Clock(clock::ClockArgs),
     /// Download a Recovery Services vault's credentials file (for agent registration).
     VaultCredentials(vault_credentials::VaultCredentialsArgs),
+    /// Run the whole story once, narrated: vault, Key Vault, credentials, agent, backup,
+    /// restore (on the running stack, or one started for the demo).
+    Demo(demo::DemoArgs),
 }
 
 /// Where a running azsim is, for the commands that call it (`clock`, `vault-credentials`).
@@ -187,6 +192,7 @@ async fn main() {
         Command::Env(args) => env::print(&args),
         Command::Clock(args) => clock::run(args).await,
         Command::VaultCredentials(args) => vault_credentials::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
     };
     // One line a person can act on (no backtrace, whatever RUST_BACKTRACE says).
     if let Err(error) = result {

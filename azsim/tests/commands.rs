@@ -194,6 +194,40 @@ fn the_clock_moves_and_resets_with_flags_after_the_subcommand() {
     let mode = std::fs::metadata(&output).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
+    // The demo on this running stack: every step, and a verified restore.
+    let out = azsim(&[
+        "demo",
+        "--json",
+        "--data-dir",
+        &dir,
+        "--entra-port",
+        &entra,
+        "--keyvault-port",
+        &keyvault,
+        "--vault-server-port",
+        &vault_server,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(demo["verified"], true, "{demo}");
+    let steps: Vec<&str> = demo["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps.first(),
+        Some(&"resource group"),
+        "it used the running stack"
+    );
+    assert_eq!(steps.last(), Some(&"restore"));
+    assert!(steps.contains(&"key vault") && steps.contains(&"recovery point in ARM"));
+
     // A second stack on the same ports: the taken port is named once, with its flag.
     let second = tempfile::tempdir().unwrap();
     let out = Command::new(AZSIM)
@@ -215,4 +249,23 @@ fn client(ca: &Path) -> reqwest::Client {
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
         .build()
         .unwrap()
+}
+
+#[test]
+fn the_demo_starts_its_own_stack_when_none_runs() {
+    let nowhere = tempfile::tempdir().unwrap();
+    let out = azsim(&[
+        "demo",
+        "--json",
+        "--data-dir",
+        nowhere.path().join("none").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(demo["verified"], true);
+    assert_eq!(demo["steps"][0]["step"], "stack");
 }
