@@ -7,7 +7,8 @@
 //! - [`tls`]: the development CA and the leaf certificate, created once in the data
 //!   directory and reused, so clients trust one `ca.pem` across restarts.
 //! - [`server`]: `serve(router, config)` over rustls (port 0 supported), request ids,
-//!   access log, graceful shutdown.
+//!   access log, graceful shutdown; header/body/idle timeouts, 413 before oversized bodies
+//!   are read, panics answered as logged 500s, and a `Date` header from the simulated clock.
 //! - [`auth`]: verification of entra-sim access tokens against its JWKS, as an axum
 //!   extractor whose rejection each service maps into its own error envelope.
 //! - [`clock`]: the simulated clock every expiry reads, moved by `/admin/clock`.
@@ -15,6 +16,8 @@
 //! - [`admin`]: `/health`, `/ca.pem`, `/admin/clock`, `/admin/reset`.
 //! - [`api_error`]: the `{"error":{"code","message"}}` envelope of ARM, Key Vault and
 //!   the admin API.
+//! - [`arm`]: JSON bodies (depth-limited, errors naming the field), Azure name rules,
+//!   regions and their pairs, ARM audiences and correlation ids, timestamps.
 
 pub mod admin;
 pub mod api_error;
