@@ -12,9 +12,6 @@ use crate::agent::Agent;
 use crate::error::{AgentError, Result};
 use crate::restore::DamagedFile;
 
-/// Chunks asked about or read at once.
-const BATCH: usize = 64;
-
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckReport {
@@ -84,11 +81,23 @@ pub async fn run(
         })
         .collect();
     if read_data {
-        let present: Vec<&String> = ids.iter().filter(|id| !missing.contains(*id)).collect();
-        for batch in present.chunks(BATCH) {
-            let unit =
-                crate::restore::fetch::fetch_chunks(&agent, &agent.sealer, batch.iter().copied())
-                    .await?;
+        // Read pack by pack, in offset order: neighbouring chunks come in one range.
+        let present: Vec<String> = ids
+            .iter()
+            .filter(|id| !missing.contains(*id))
+            .cloned()
+            .collect();
+        let mut by_pack: BTreeMap<String, Vec<backup_protocol::ChunkLocation>> = BTreeMap::new();
+        for batch in present.chunks(2048) {
+            for location in agent.vault.locate(batch.to_vec()).await? {
+                by_pack
+                    .entry(location.pack.clone())
+                    .or_default()
+                    .push(location);
+            }
+        }
+        for (_, chunks) in by_pack {
+            let unit = crate::restore::fetch::fetch_located(&agent, &agent.sealer, chunks).await?;
             report.chunks_read += unit.chunks.len();
             report.bytes_read += unit.chunks.values().map(|c| c.len() as u64).sum::<u64>();
             for (id, (pack, reason)) in unit.damaged {

@@ -87,11 +87,21 @@ pub async fn fetch_chunks<'a>(
     let mut unique: Vec<String> = ids.cloned().collect();
     unique.sort();
     unique.dedup();
-    let mut unit = Unit::default();
     if unique.is_empty() {
-        return Ok(unit);
+        return Ok(Unit::default());
     }
     let located = agent.vault.locate(unique).await?;
+    fetch_located(agent, sealer, located).await
+}
+
+/// Reads and verifies chunks whose places are known: per pack, neighbouring chunks are read
+/// as one range (at most [`RANGE_BYTES`]).
+pub async fn fetch_located(
+    agent: &Agent,
+    sealer: &Sealer,
+    located: Vec<backup_protocol::ChunkLocation>,
+) -> Fetched {
+    let mut unit = Unit::default();
     let mut by_pack: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
     for chunk in located {
         by_pack
