@@ -125,6 +125,26 @@ pub async fn put(
 
 pub use sim_core::arm::same_location;
 
+/// Removes a group's row (its vaults are deleted first, by the caller).
+pub async fn delete(pool: &SqlitePool, subscription: &str, name: &str) -> Result<()> {
+    sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name = ?")
+        .bind(subscription)
+        .bind(name)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Every group and vault row goes (the admin API's reset); the default group comes back
+/// with [`seed_default`].
+pub async fn reset(pool: &SqlitePool) -> Result<()> {
+    sqlx::query("DELETE FROM vaults").execute(pool).await?;
+    sqlx::query("DELETE FROM resource_groups")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// The well-known group that holds the default Key Vault: it exists from the start, so
 /// `az group list` shows it and Key Vaults in it belong to a real group.
 pub async fn seed_default(pool: &SqlitePool, now: i64) -> Result<()> {

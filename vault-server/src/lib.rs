@@ -150,14 +150,8 @@ impl AdminHooks for VaultServer {
 
     async fn reset(&self) -> Result<(), String> {
         let pool = &self.state.pool;
-        let reset = async {
-            sqlx::query("DELETE FROM vaults").execute(pool).await?;
-            sqlx::query("DELETE FROM resource_groups")
-                .execute(pool)
-                .await?;
-            self.state.roles.reset().await
-        };
-        reset.await.map_err(|e| e.to_string())?;
+        groups::reset(pool).await.map_err(|e| e.to_string())?;
+        self.state.roles.reset().await.map_err(|e| e.to_string())?;
         groups::seed_default(pool, self.state.clock.unix())
             .await
             .map_err(|e| e.to_string())

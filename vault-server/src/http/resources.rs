@@ -175,11 +175,7 @@ async fn delete_group(state: &VsState, subscription: &str, name: &str) -> Result
             .delete(subscription, &group.name, &vault.name)
             .await?;
     }
-    sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name = ?")
-        .bind(subscription)
-        .bind(&group.name)
-        .execute(&state.pool)
-        .await?;
+    groups::delete(&state.pool, subscription, &group.name).await?;
     Ok(StatusCode::OK.into_response())
 }
 
