@@ -167,6 +167,13 @@ fn network(e: reqwest::Error) -> AgentError {
     unreachable(&url, &e)
 }
 
+/// Whether an Entra error body lists `code` in `error_codes`.
+fn has_error_code(body: &Value, code: i64) -> bool {
+    body["error_codes"]
+        .as_array()
+        .is_some_and(|codes| codes.iter().any(|c| c.as_i64() == Some(code)))
+}
+
 /// The server this machine registered as is gone from the vault.
 fn unregistered() -> AgentError {
     AgentError::Unregistered(
@@ -251,8 +258,7 @@ impl Service {
             self.learn_time(&response);
             status = response.status();
             body = response.json().await.map_err(network)?;
-            let codes = body["error_codes"].as_array().cloned().unwrap_or_default();
-            if !codes.iter().any(|c| c.as_i64() == Some(700024)) {
+            if !has_error_code(&body, 700024) {
                 break;
             }
         }
@@ -260,8 +266,7 @@ impl Service {
             let description = body["error_description"]
                 .as_str()
                 .unwrap_or("no description");
-            let codes = body["error_codes"].as_array().cloned().unwrap_or_default();
-            if codes.iter().any(|c| c.as_i64() == Some(700016)) {
+            if has_error_code(&body, 700016) {
                 return Err(unregistered());
             }
             return Err(if description.contains("expired") {

@@ -126,7 +126,6 @@ impl Lifecycle {
         container: &str,
         item: &str,
         policy_name: &str,
-        now: i64,
     ) -> Result<()> {
         let properties: Option<String> =
             sqlx::query_scalar("SELECT properties FROM policies WHERE vault_id = ? AND name = ?")
@@ -143,7 +142,7 @@ impl Lifecycle {
                 ))
             })?;
         let points = self.points_of(vault, Some(container), Some(item)).await?;
-        self.replan(vault, &points, &properties, now).await?;
+        self.replan(vault, &points, &properties).await?;
         let updated = sqlx::query(
             "UPDATE protected_items SET policy_name = ? WHERE vault_id = ? AND container = ? AND name = ?",
         )
@@ -165,13 +164,7 @@ impl Lifecycle {
 
     /// A policy is about to change: every point of the items it governs is re-planned. In
     /// an immutable vault no point may lose time (refused, nothing changed).
-    pub async fn policy_changing(
-        &self,
-        vault: &Vault,
-        name: &str,
-        next: &Value,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn policy_changing(&self, vault: &Vault, name: &str, next: &Value) -> Result<()> {
         let governed: Vec<(String, String)> = sqlx::query_as(
             "SELECT container, name FROM protected_items WHERE vault_id = ? AND \
              (policy_name = ? OR (policy_name = '' AND ? = ?))",
@@ -186,17 +179,11 @@ impl Lifecycle {
         for (container, item) in governed {
             points.extend(self.points_of(vault, Some(&container), Some(&item)).await?);
         }
-        self.replan(vault, &points, next, now).await
+        self.replan(vault, &points, next).await
     }
 
     /// New expiries for `points` under `policy` (ad-hoc points keep their chosen date).
-    async fn replan(
-        &self,
-        vault: &Vault,
-        points: &[PointRow],
-        policy: &Value,
-        _now: i64,
-    ) -> Result<()> {
+    async fn replan(&self, vault: &Vault, points: &[PointRow], policy: &Value) -> Result<()> {
         let mut changes = Vec::new();
         for point in points {
             if point.rule == "AdHoc" {
@@ -237,7 +224,7 @@ impl Lifecycle {
         item: Option<&str>,
     ) -> Result<Vec<PointRow>> {
         Ok(sqlx::query_as::<_, PointRow>(
-            "SELECT container, item, name, created_at AS created, expires_at AS expires, rule_name AS rule \
+            "SELECT name, created_at AS created, expires_at AS expires, rule_name AS rule \
              FROM recovery_points WHERE vault_id = ? AND (?2 IS NULL OR container = ?2) AND (?3 IS NULL OR item = ?3)",
         )
         .bind(vault.id)
@@ -463,7 +450,7 @@ impl Lifecycle {
             self.purge_item(vault, container, item).await?;
         }
         let expired: Vec<PointRow> = sqlx::query_as::<_, PointRow>(
-            "SELECT r.container, r.item, r.name, r.created_at AS created, r.expires_at AS expires, r.rule_name AS rule \
+            "SELECT r.name, r.created_at AS created, r.expires_at AS expires, r.rule_name AS rule \
              FROM recovery_points r JOIN protected_items p ON p.vault_id = r.vault_id AND p.container = r.container AND p.name = r.item \
              WHERE r.vault_id = ? AND r.expires_at IS NOT NULL AND r.expires_at <= ? AND p.deferred_delete_at IS NULL",
         )
@@ -508,10 +495,6 @@ impl Lifecycle {
 
 #[derive(sqlx::FromRow)]
 struct PointRow {
-    #[allow(dead_code)]
-    container: String,
-    #[allow(dead_code)]
-    item: String,
     name: String,
     created: i64,
     expires: Option<i64>,

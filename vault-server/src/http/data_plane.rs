@@ -193,13 +193,7 @@ pub async fn handle(
             let request: BindPolicy = parse_json(&body)?;
             state
                 .lifecycle
-                .bind_policy(
-                    &vault,
-                    &machine.container,
-                    &request.item,
-                    &request.policy,
-                    now,
-                )
+                .bind_policy(&vault, &machine.container, &request.item, &request.policy)
                 .await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
@@ -210,7 +204,7 @@ pub async fn handle(
             let properties = crate::policy::validate(&request.properties)?;
             state
                 .lifecycle
-                .policy_changing(&vault, name, &properties, now)
+                .policy_changing(&vault, name, &properties)
                 .await?;
             state.backup.put_policy(&vault, name, &properties).await?;
             reply(&PolicyBody {

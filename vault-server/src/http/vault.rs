@@ -526,7 +526,6 @@ async fn update_item(
             "properties must be an object (a MabFileFolderProtectedItem).".into(),
         ));
     }
-    let now = state.clock.unix();
     if properties["isRehydrate"].as_bool() == Some(true) {
         state.lifecycle.undelete(vault, container, item).await?;
     }
@@ -534,7 +533,7 @@ async fn update_item(
         let name = policy_id.rsplit('/').next().unwrap_or(policy_id);
         state
             .lifecycle
-            .bind_policy(vault, container, item, name, now)
+            .bind_policy(vault, container, item, name)
             .await?;
     }
     items(state, call, vault, Some((container, item))).await
@@ -645,7 +644,7 @@ async fn one_policy(
             // shorten any).
             state
                 .lifecycle
-                .policy_changing(vault, name, &properties, state.clock.unix())
+                .policy_changing(vault, name, &properties)
                 .await?;
             backup.put_policy(vault, name, &properties).await?;
             let count = backup.policy_item_count(vault, name).await?;
