@@ -31,13 +31,13 @@ enum ClockAction {
 }
 
 pub async fn run(args: ClockArgs) -> anyhow::Result<()> {
-    let target = &args.target;
-    let http = target.http(Duration::from_secs(10))?;
-    let entra = target.url(target.ports.entra_port);
+    let target = args.target.locate()?;
+    let http = target.http(Duration::from_secs(10)).await?;
+    let entra = target.entra_url();
     let services = [
         entra.clone(),
-        target.url(target.ports.keyvault_port),
-        target.url(target.ports.vault_server_port),
+        target.url(target.ports.keyvault),
+        target.arm_url(),
     ];
     let clock_url = format!("{entra}/admin/clock");
     let current: Value = http

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sim_core::well_known;
 
 use crate::Target;
+use crate::api::Endpoints;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -25,15 +26,6 @@ pub struct DemoArgs {
     /// Print the steps as JSON (one object at the end).
     #[arg(long)]
     json: bool,
-}
-
-/// Where the demo talks to.
-struct Endpoints {
-    http: reqwest::Client,
-    entra: String,
-    arm: String,
-    keyvault_port: u16,
-    ca_file: PathBuf,
 }
 
 struct Narrator {
@@ -59,21 +51,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         steps: Vec::new(),
         started: Instant::now(),
     };
-    let target = &args.target;
-    let running = match target.http(Duration::from_secs(30)) {
-        Ok(http) => {
-            let arm = target.url(target.ports.vault_server_port);
-            let up = http.get(format!("{arm}/health")).send().await.is_ok();
-            up.then(|| Endpoints {
-                http,
-                entra: target.url(target.ports.entra_port),
-                arm,
-                keyvault_port: target.ports.keyvault_port,
-                ca_file: target
-                    .ca_file
-                    .clone()
-                    .unwrap_or_else(|| target.data_dir.join("tls").join("ca.pem")),
-            })
+    let located = args.target.locate()?;
+    let running = match Endpoints::of(&located, Duration::from_secs(30)).await {
+        Ok(endpoints) => {
+            let health = format!("{}/health", endpoints.arm);
+            let up = endpoints.http.get(health).send().await.is_ok();
+            up.then_some(endpoints)
         }
         Err(_) => None,
     };
@@ -82,13 +65,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => {
             let since = Instant::now();
             let stack = azsim_testkit::Stack::start().await?;
-            let endpoints = Endpoints {
-                http: stack.http.clone(),
-                entra: stack.entra_url(),
-                arm: stack.arm_url(),
-                keyvault_port: stack.keyvault.data.addr.port(),
-                ca_file: stack.ca_file.clone(),
-            };
+            let endpoints = crate::stack_endpoints(&stack);
             narrator.step(
                 "stack",
                 format!(
@@ -121,34 +98,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn token(e: &Endpoints, scope: &str) -> anyhow::Result<String> {
-    crate::clock::well_known_token(&e.http, &e.entra, scope).await
-}
-
-/// An ARM call that must succeed; returns its JSON (or text) body.
 async fn arm(
     e: &Endpoints,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
-    let token = token(e, "https://management.azure.com/.default").await?;
-    let separator = if path.contains('?') { '&' } else { '?' };
-    let url = format!("{}{path}{separator}api-version=2026-11-01", e.arm);
-    let mut request = e.http.request(method.clone(), &url).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|err| crate::unreachable(&url, err))?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() {
-        bail!("{method} {path} was refused ({status}): {text}");
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    e.arm(method, path, body).await
 }
 
 fn agent_binary() -> anyhow::Result<PathBuf> {

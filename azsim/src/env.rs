@@ -1,28 +1,24 @@
 //! `azsim env`: shell settings for the Azure SDKs, CLI and managed-identity clients.
 
-use std::path::PathBuf;
+use std::fmt::Write as _;
 
 use sim_core::well_known;
 
-use crate::Ports;
+use crate::Target;
 
 #[derive(clap::Args)]
 pub struct EnvArgs {
-    /// Data directory of the running azsim (where the development CA is).
-    #[arg(long, env = "AZSIM_DATA_DIR", default_value = ".azsim")]
-    pub data_dir: PathBuf,
-    /// Host name clients use to reach azsim.
-    #[arg(long, env = "AZSIM_HOST", default_value = "localhost")]
-    pub host: String,
     #[command(flatten)]
-    pub ports: Ports,
+    pub target: Target,
 }
 
-pub fn print(args: &EnvArgs) -> anyhow::Result<()> {
-    let ca_path = args.data_dir.join("tls").join("ca.pem");
-    let ca = std::fs::canonicalize(&ca_path).ok();
-    let entra = format!("https://{}:{}", args.host, args.ports.entra_port);
-    let mi = format!("http://{}:{}", args.host, args.ports.mi_port);
+pub async fn print(args: &EnvArgs) -> anyhow::Result<()> {
+    let mut out = String::new();
+    let located = args.target.locate()?;
+    let ports = located.ports;
+    let host = &located.host;
+    let entra = located.entra_url();
+    let mi = format!("http://{host}:{}", ports.managed_identity);
     let lines = [
         ("AZURE_TENANT_ID", well_known::TENANT_ID.to_string()),
         (
@@ -42,41 +38,48 @@ pub fn print(args: &EnvArgs) -> anyhow::Result<()> {
             format!(
                 "https://{}.vault.localhost:{}",
                 well_known::DEFAULT_KEY_VAULT,
-                args.ports.keyvault_port
+                ports.keyvault
             ),
         ),
-        (
-            "AZSIM_ARM_URL",
-            format!("https://{}:{}", args.host, args.ports.vault_server_port),
-        ),
+        ("AZSIM_ARM_URL", located.arm_url()),
         (
             "AZSIM_KEYVAULT_MGMT_URL",
-            format!("https://{}:{}", args.host, args.ports.keyvault_mgmt_port),
+            located.url(ports.keyvault_management),
         ),
         ("IDENTITY_ENDPOINT", format!("{mi}/msi/token")),
         ("IDENTITY_HEADER", well_known::IDENTITY_HEADER.to_string()),
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", mi),
     ];
     for (name, value) in lines {
-        println!("export {name}={}", shell_quote(&value));
+        writeln!(out, "export {name}={}", shell_quote(&value))?;
     }
-    match ca {
-        Some(ca) => {
+    match located.ca_file().await {
+        Ok(ca) if ca.exists() => {
+            let ca = std::fs::canonicalize(&ca).unwrap_or(ca);
             let ca = shell_quote(&ca.display().to_string());
-            println!("export REQUESTS_CA_BUNDLE={ca}");
-            println!("export SSL_CERT_FILE={ca}");
+            writeln!(out, "export REQUESTS_CA_BUNDLE={ca}")?;
+            writeln!(out, "export SSL_CERT_FILE={ca}")
         }
-        None => println!(
-            "# No development CA at {} yet: run `azsim up` first (with --in-memory, save https://{}:{}/ca.pem and point REQUESTS_CA_BUNDLE at it).",
-            ca_path.display(),
-            args.host,
-            args.ports.entra_port
+        Ok(missing) => writeln!(
+            out,
+            "# No development CA at {} yet: run `azsim up` first.",
+            missing.display()
         ),
-    }
-    println!(
+        Err(error) => writeln!(out, "# No development CA: {error:#}"),
+    }?;
+    writeln!(
+        out,
         "# Python: pass disable_instance_discovery=True to ClientSecretCredential/CertificateCredential (no environment variable exists)."
-    );
-    Ok(())
+    )?;
+    writeln!(
+        out,
+        "# Key Vault host names (*.vault.localhost) need `azsim hosts --write` (or your own resolver) on plain glibc."
+    )?;
+    // `azsim env | head` closing the pipe early is not an error.
+    match std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Single-quotes a value for POSIX shells.

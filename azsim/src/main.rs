@@ -6,10 +6,16 @@
 //! - `azsim vault-credentials` downloads a vault's `.VaultCredentials` file;
 //! - `azsim demo` runs the seed's story once, narrated.
 
+mod api;
 mod clock;
 mod demo;
 mod env;
+mod hosts;
+mod seed;
+mod target;
 mod vault_credentials;
+
+pub use target::{Located, Ports, Target};
 
 use std::net::IpAddr;
 
@@ -41,47 +47,11 @@ enum Command {
     /// Run the whole story once, narrated: vault, Key Vault, credentials, agent, backup,
     /// restore (on the running stack, or one started for the demo).
     Demo(demo::DemoArgs),
-}
-
-/// Where a running azsim is, for the commands that call it (`clock`, `vault-credentials`).
-#[derive(clap::Args)]
-pub struct Target {
-    /// Data directory of the running azsim (for its CA).
-    #[arg(long, global = true, env = "AZSIM_DATA_DIR", default_value = ".azsim")]
-    pub data_dir: std::path::PathBuf,
-    /// CA certificate to trust instead of `<data-dir>/tls/ca.pem`.
-    #[arg(long, global = true, env = "AZSIM_CA_FILE")]
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Host name of the running azsim.
-    #[arg(long, global = true, env = "AZSIM_HOST", default_value = "localhost")]
-    pub host: String,
-    #[command(flatten)]
-    pub ports: Ports,
-}
-
-impl Target {
-    /// An HTTPS client trusting the running azsim's CA.
-    pub fn http(&self, timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
-        use anyhow::Context;
-        let ca_path = self
-            .ca_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("tls").join("ca.pem"));
-        let ca = std::fs::read(&ca_path).with_context(|| {
-            format!(
-                "reading the development CA at {}; is azsim running with this --data-dir (or pass --ca-file)?",
-                ca_path.display()
-            )
-        })?;
-        Ok(reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
-            .timeout(timeout)
-            .build()?)
-    }
-
-    pub fn url(&self, port: u16) -> String {
-        format!("https://{}:{port}", self.host)
-    }
+    /// Print (or write into /etc/hosts) the host names of every Key Vault, which plain
+    /// glibc does not resolve under `.localhost`.
+    Hosts(hosts::HostsArgs),
+    /// Create the resources a seed file describes on the running stack (as `up --seed`).
+    Seed(seed::SeedArgs),
 }
 
 /// A request that could not be sent, with what usually fixes it.
@@ -110,54 +80,86 @@ struct UpArgs {
     /// `--bind 0.0.0.0`: it gives the host identity's tokens to anyone who reaches it.
     #[arg(long, env = "AZSIM_MI_BIND", default_value = "127.0.0.1")]
     mi_bind: IpAddr,
-}
-
-/// Ports of the services (`azsim up`) and where `azsim env`/`azsim clock` find them.
-/// Global, so they may follow a subcommand (`azsim clock advance 2h --entra-port 20010`).
-#[derive(clap::Args, Clone, Debug)]
-pub struct Ports {
-    /// entra-sim HTTPS port.
-    #[arg(long, global = true, env = "AZSIM_ENTRA_PORT", default_value_t = well_known::ENTRA_PORT)]
-    pub entra_port: u16,
-    /// Plain-HTTP managed-identity endpoint port.
-    #[arg(long, global = true, env = "AZSIM_MI_PORT", default_value_t = well_known::MANAGED_IDENTITY_PORT)]
-    pub mi_port: u16,
-    /// keyvault-sim data-plane (secrets) HTTPS port.
-    #[arg(long, global = true, env = "AZSIM_KEYVAULT_PORT", default_value_t = well_known::KEYVAULT_PORT)]
-    pub keyvault_port: u16,
-    /// keyvault-sim management-plane (Microsoft.KeyVault/vaults) HTTPS port.
-    #[arg(long, global = true, env = "AZSIM_KEYVAULT_MGMT_PORT", default_value_t = well_known::KEYVAULT_MANAGEMENT_PORT)]
-    pub keyvault_mgmt_port: u16,
-    /// vault-server (ARM) HTTPS port.
-    #[arg(long, global = true, env = "AZSIM_VAULT_SERVER_PORT", default_value_t = well_known::VAULT_SERVER_PORT)]
-    pub vault_server_port: u16,
+    /// Create the resources a JSON file describes once the stack is up (idempotent:
+    /// what exists is left as it is). See the README's "Seeding" section.
+    #[arg(long, env = "AZSIM_SEED")]
+    seed: Option<std::path::PathBuf>,
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     sim_core::server::init_logging(args.common.log_format);
+    let data_dir = args.common.data_dir.clone();
+    let _lock = target::DataDirLock::acquire(&data_dir)?;
+    let ports = args.ports.over(target::PortNumbers::default());
     let stack = azsim_testkit::Stack::start_with(azsim_testkit::Options {
         storage: args.common.storage(),
         bind: args.common.bind,
         managed_identity_bind: args.mi_bind,
         ports: azsim_testkit::Ports {
-            entra: args.ports.entra_port,
-            managed_identity: args.ports.mi_port,
-            keyvault: args.ports.keyvault_port,
-            keyvault_management: args.ports.keyvault_mgmt_port,
-            vault_server: args.ports.vault_server_port,
+            entra: ports.entra,
+            managed_identity: ports.managed_identity,
+            keyvault: ports.keyvault,
+            keyvault_management: ports.keyvault_management,
+            vault_server: ports.vault_server,
         },
         tls_names: args.common.tls_names.clone(),
     })
     .await?;
+    let published = target::StackFile {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        bind: args.common.bind,
+        in_memory: args.common.in_memory,
+        ca_file: match args.common.in_memory {
+            false => Some(std::fs::canonicalize(&stack.ca_file)?),
+            true => None,
+        },
+        ports: target::PortNumbers {
+            entra: stack.entra.https.addr.port(),
+            managed_identity: stack.entra.managed_identity.addr.port(),
+            keyvault: stack.keyvault.data.addr.port(),
+            keyvault_management: stack.keyvault.management.addr.port(),
+            vault_server: stack.vault_server.https.addr.port(),
+        },
+    };
+    let outcome = match &args.seed {
+        Some(file) => seed::apply_file(&stack_endpoints(&stack), file).await,
+        None => Ok(()),
+    };
+    if let Err(error) = outcome {
+        stack.shutdown().await;
+        return Err(error);
+    }
+    published.write(&data_dir)?;
+    announce(&stack, &published, &data_dir);
+    sim_core::server::shutdown_signal().await;
+    stack.shutdown().await;
+    target::StackFile::remove(&data_dir);
+    Ok(())
+}
+
+/// The API client for a stack running in this process.
+fn stack_endpoints(stack: &azsim_testkit::Stack) -> api::Endpoints {
+    api::Endpoints {
+        http: stack.http.clone(),
+        entra: stack.entra_url(),
+        arm: stack.arm_url(),
+        keyvault_mgmt: stack.keyvault.management.url(),
+        keyvault_port: stack.keyvault.data.addr.port(),
+        ca_file: stack.ca_file.clone(),
+    }
+}
+
+fn announce(
+    stack: &azsim_testkit::Stack,
+    published: &target::StackFile,
+    data_dir: &std::path::Path,
+) {
     let (entra, keyvault, vault_server) = (&stack.entra, &stack.keyvault, &stack.vault_server);
-    let keyvault_port = keyvault.data.addr.port();
-    let ca = match args.common.in_memory {
-        false => std::fs::canonicalize(&stack.ca_file)?.display().to_string(),
-        true => format!(
-            "{} (in memory: also at {}/ca.pem)",
-            stack.ca_file.display(),
-            entra.https.url()
-        ),
+    let keyvault_port = published.ports.keyvault;
+    let ca = match &published.ca_file {
+        Some(path) => path.display().to_string(),
+        None => format!("in memory: served at {}/ca.pem", entra.https.url()),
     };
     println!("azsim is ready");
     println!("  entra-sim          {}", entra.https.url());
@@ -168,7 +170,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  keyvault-sim       {}", keyvault.data.url());
     println!(
-        "  key vaults         https://<vault>.vault.localhost:{keyvault_port} (default vault '{}' also at https://localhost:{keyvault_port})",
+        "  key vaults         https://<vault>.vault.localhost:{keyvault_port} (default vault '{}' also at https://localhost:{keyvault_port}; `azsim hosts` for the hosts file)",
         well_known::DEFAULT_KEY_VAULT
     );
     println!("  keyvault mgmt      {}", keyvault.management.url());
@@ -178,10 +180,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  subscription       {}", well_known::SUBSCRIPTION_ID);
     println!("  admin client id    {}", well_known::ADMIN_CLIENT_ID);
     println!("  admin secret       {}", well_known::ADMIN_CLIENT_SECRET);
-    println!("Run `eval \"$(azsim env)\"` in another shell to point the Azure SDKs here.");
-    sim_core::server::shutdown_signal().await;
-    stack.shutdown().await;
-    Ok(())
+    println!(
+        "  settings           {}",
+        data_dir.join(target::STATE_FILE).display()
+    );
+    println!(
+        "Run `eval \"$(azsim env --data-dir {})\"` in another shell to point the Azure SDKs here.",
+        data_dir.display()
+    );
 }
 
 #[tokio::main]
@@ -189,7 +195,9 @@ async fn main() {
     sim_core::install_crypto_provider();
     let result = match Cli::parse().command {
         Command::Up(args) => up(args).await,
-        Command::Env(args) => env::print(&args),
+        Command::Env(args) => env::print(&args).await,
+        Command::Hosts(args) => hosts::run(args).await,
+        Command::Seed(args) => seed::run(args).await,
         Command::Clock(args) => clock::run(args).await,
         Command::VaultCredentials(args) => vault_credentials::run(args).await,
         Command::Demo(args) => demo::run(args).await,

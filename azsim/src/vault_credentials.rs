@@ -26,15 +26,15 @@ pub struct VaultCredentialsArgs {
 }
 
 pub async fn run(args: VaultCredentialsArgs) -> anyhow::Result<()> {
-    let target = &args.target;
-    let http = target.http(Duration::from_secs(30))?;
-    let entra = target.url(target.ports.entra_port);
+    let target = args.target.locate()?;
+    let http = target.http(Duration::from_secs(30)).await?;
+    let entra = target.entra_url();
     let token =
         crate::clock::well_known_token(&http, &entra, "https://management.azure.com/.default")
             .await?;
     let url = format!(
         "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.RecoveryServices/vaults/{}/azsimVaultCredentials?api-version=2026-11-01",
-        target.url(target.ports.vault_server_port),
+        target.arm_url(),
         well_known::SUBSCRIPTION_ID,
         args.resource_group,
         args.vault

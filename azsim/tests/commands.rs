@@ -27,15 +27,12 @@ impl Drop for Up {
     }
 }
 
-fn port_of(line: &str) -> u16 {
-    let url = line.split_whitespace().nth(1).unwrap_or_default();
-    url.rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"))
+fn up(data: &Path) -> Up {
+    up_with(data, &[])
 }
 
-fn up(data: &Path) -> Up {
+/// `azsim up` with `extra` flags; the ports come from the `azsim.json` it publishes.
+fn up_with(data: &Path, extra: &[&str]) -> Up {
     let mut child = Command::new(AZSIM)
         .args(["up", "--data-dir"])
         .arg(data)
@@ -51,31 +48,28 @@ fn up(data: &Path) -> Up {
             "--vault-server-port",
             "0",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut ports = (0, 0, 0);
+    let mut ready = false;
     for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("entra-sim ") {
-            ports.0 = port_of(trimmed);
-        } else if trimmed.starts_with("keyvault-sim ") {
-            ports.1 = port_of(trimmed);
-        } else if trimmed.starts_with("vault-server (ARM)") {
-            ports.2 = port_of(&trimmed.replace("vault-server (ARM)", "vault-server"));
-        } else if trimmed.starts_with("Run `eval") {
+        if line.unwrap().starts_with("Run `eval") {
+            ready = true;
             break;
         }
     }
-    assert!(ports.0 > 0 && ports.1 > 0 && ports.2 > 0, "{ports:?}");
+    assert!(ready, "azsim up did not start");
+    let published: Value =
+        serde_json::from_slice(&std::fs::read(data.join("azsim.json")).unwrap()).unwrap();
+    let port = |name: &str| published["ports"][name].as_u64().unwrap() as u16;
     Up {
         child,
-        entra: ports.0,
-        keyvault: ports.1,
-        vault_server: ports.2,
+        entra: port("entra"),
+        keyvault: port("keyvault"),
+        vault_server: port("vaultServer"),
     }
 }
 
@@ -268,4 +262,201 @@ fn the_demo_starts_its_own_stack_when_none_runs() {
     let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(demo["verified"], true);
     assert_eq!(demo["steps"][0]["step"], "stack");
+}
+
+const SEED: &str = r#"{
+  "resourceGroups": [{"name": "ci-rg", "location": "westeurope"}],
+  "recoveryServicesVaults": [{"resourceGroup": "ci-rg", "name": "ci-vault", "location": "westeurope",
+    "properties": {"redundancySettings": {"standardTierStorageRedundancy": "LocallyRedundant"}},
+    "identity": {"type": "SystemAssigned"}}],
+  "applications": [{"appId": "0ddba11a-0000-4000-8000-00000000c1c1", "displayName": "ci-app",
+    "secrets": [{"displayName": "ci", "secretText": "ci-app-secret-0123456789"}]}],
+  "roleAssignments": [{"appId": "0ddba11a-0000-4000-8000-00000000c1c1", "role": "Reader"}],
+  "keyVaults": [{"resourceGroup": "ci-rg", "name": "cikv", "location": "westeurope",
+    "accessPolicies": [{"objectId": "a2e0c0de-5e11-4a55-9a2e-00000000001a", "permissions": {"secrets": ["all"]}}],
+    "secrets": {"db-password": "hunter2"}}]
+}"#;
+
+fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn one_stack_per_data_directory_found_by_its_settings_file_and_seeded_idempotently() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let seed = work.path().join("seed.json");
+    std::fs::write(&seed, SEED).unwrap();
+    let mut stack = up_with(&data, &["--seed", seed.to_str().unwrap()]);
+    let dir = data.to_str().unwrap();
+
+    // A second `up` on the same directory is refused, naming the running one.
+    let out = azsim(&["up", "--data-dir", dir, "--entra-port", "0"]);
+    assert!(!out.status.success());
+    let refused = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        refused.contains("another `azsim up` is running"),
+        "{refused}"
+    );
+    assert!(refused.contains(&stack.child.id().to_string()), "{refused}");
+
+    // `env` needs only the data directory: ports and CA come from azsim.json.
+    let env = stdout_of(&azsim(&["env", "--data-dir", dir]));
+    assert!(
+        env.contains(&format!(
+            "export AZSIM_ARM_URL=https://localhost:{}",
+            stack.vault_server
+        )),
+        "{env}"
+    );
+    let ca = data.join("tls/ca.pem").canonicalize().unwrap();
+    assert!(env.contains(&format!("export REQUESTS_CA_BUNDLE={}", ca.display())));
+
+    // What the seed made is there, through the public APIs.
+    let http = client(&ca);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (entra, arm) = (stack.entra, stack.vault_server);
+    runtime.block_on(async {
+        let token = |client_id: &'static str, secret: &'static str| {
+            let http = http.clone();
+            async move {
+                let answer: Value = http
+                    .post(format!(
+                        "https://localhost:{entra}/{}/oauth2/v2.0/token",
+                        well_known::TENANT_ID
+                    ))
+                    .form(&[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", client_id),
+                        ("client_secret", secret),
+                        ("scope", "https://management.azure.com/.default"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                answer["access_token"].as_str().unwrap().to_string()
+            }
+        };
+        // The seeded app signs in with its seeded secret and reads as a Reader.
+        let app = token(
+            "0ddba11a-0000-4000-8000-00000000c1c1",
+            "ci-app-secret-0123456789",
+        )
+        .await;
+        let vault: Value = http
+            .get(format!("https://localhost:{arm}/subscriptions/{}/resourceGroups/ci-rg/providers/Microsoft.RecoveryServices/vaults/ci-vault?api-version=2026-11-01", well_known::SUBSCRIPTION_ID))
+            .bearer_auth(&app)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            vault["properties"]["redundancySettings"]["standardTierStorageRedundancy"],
+            "LocallyRedundant",
+            "{vault}"
+        );
+        assert!(vault["identity"]["principalId"].is_string(), "{vault}");
+        let write = http
+            .put(format!("https://localhost:{arm}/subscriptions/{}/resourceGroups/other?api-version=2021-04-01", well_known::SUBSCRIPTION_ID))
+            .bearer_auth(&app)
+            .json(&json!({"location": "westeurope"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(write.status(), 403, "a Reader cannot write");
+    });
+
+    // Seeding again changes nothing.
+    let again = stdout_of(&azsim(&["seed", seed.to_str().unwrap(), "--data-dir", dir]));
+    assert!(!again.contains("created"), "{again}");
+    assert_eq!(again.matches("unchanged").count(), 4, "{again}");
+
+    // A bad entry is named: where in the file, or which entry the service refused.
+    let bad = work.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"resourceGroups": [{"name": "x", "loc": "westeurope"}]}"#,
+    )
+    .unwrap();
+    let out = azsim(&["seed", bad.to_str().unwrap(), "--data-dir", dir]);
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && message.contains("resourceGroups[0]"),
+        "{message}"
+    );
+    std::fs::write(
+        &bad,
+        r#"{"recoveryServicesVaults": [{"resourceGroup": "ci-rg", "name": "v2", "location": "atlantis"}]}"#,
+    )
+    .unwrap();
+    let out = azsim(&["seed", bad.to_str().unwrap(), "--data-dir", dir]);
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{message}");
+    assert!(
+        message.contains("recoveryServicesVaults[0] 'ci-rg/v2'") && message.contains("atlantis"),
+        "{message}"
+    );
+
+    // `hosts --write` keeps one marked block with every Key Vault.
+    let hosts = work.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let write = [
+        "hosts",
+        "--write",
+        "--hosts-file",
+        hosts.to_str().unwrap(),
+        "--data-dir",
+        dir,
+    ];
+    stdout_of(&azsim(&write));
+    let first = std::fs::read_to_string(&hosts).unwrap();
+    stdout_of(&azsim(&write));
+    assert_eq!(std::fs::read_to_string(&hosts).unwrap(), first);
+    assert!(first.starts_with("127.0.0.1 localhost\n"), "{first}");
+    assert!(
+        first.contains("127.0.0.1 azsim.vault.localhost\n127.0.0.1 cikv.vault.localhost\n"),
+        "{first}"
+    );
+
+    // A graceful stop withdraws the settings file and frees the directory.
+    let pid = stack.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    stack.child.wait().unwrap();
+    assert!(!data.join("azsim.json").exists());
+}
+
+#[test]
+fn env_fetches_the_ca_of_an_in_memory_stack() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let stack = up_with(&data, &["--in-memory"]);
+    assert!(
+        !data.join("tls").exists(),
+        "nothing but the settings on disk"
+    );
+    let env = stdout_of(&azsim(&["env", "--data-dir", data.to_str().unwrap()]));
+    let ca = env
+        .lines()
+        .find_map(|l| l.strip_prefix("export SSL_CERT_FILE="))
+        .unwrap_or_else(|| panic!("{env}"));
+    let http = client(Path::new(ca));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        http.get(format!("https://localhost:{}/health", stack.vault_server))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
 }

@@ -83,6 +83,69 @@ async fn an_app_created_through_the_api_can_sign_in_until_deleted() {
 }
 
 #[tokio::test]
+async fn fixtures_choose_the_app_id_and_secret() {
+    let entra = start().await;
+    let apps = format!("/admin/tenants/{TENANT}/applications");
+    let app_id = "0ddba11a-0000-4000-8000-0000000000f1";
+    let (status, app) = entra
+        .admin(
+            Method::POST,
+            &apps,
+            Some(json!({"displayName": "fixture", "appId": app_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    assert_eq!(app["appId"], app_id);
+    let secret = "fixture-secret-0123456789";
+    let (status, created) = entra
+        .admin(
+            Method::POST,
+            &format!("{apps}/{app_id}/secrets"),
+            Some(json!({"displayName": "ci", "secretText": secret})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, _) = entra.secret_token(app_id, secret, ARM_SCOPE).await;
+    assert_eq!(status, StatusCode::OK);
+
+    for (what, path, body, expected) in [
+        (
+            "app id taken",
+            apps.clone(),
+            json!({"displayName": "again", "appId": app_id}),
+            409,
+        ),
+        (
+            "app id not a GUID",
+            apps.clone(),
+            json!({"displayName": "x", "appId": "app-1"}),
+            400,
+        ),
+        (
+            "secret too short",
+            format!("{apps}/{app_id}/secrets"),
+            json!({"secretText": "short"}),
+            400,
+        ),
+        (
+            "secret with a space",
+            format!("{apps}/{app_id}/secrets"),
+            json!({"secretText": "sixteen chars and more"}),
+            400,
+        ),
+    ] {
+        let (status, body) = entra.admin(Method::POST, &path, Some(body)).await;
+        assert_eq!(status.as_u16(), expected, "{what}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_removed_secret_stops_working() {
     let entra = start().await;
     let (client_id, secret, _) = entra.register_app("rotating").await;

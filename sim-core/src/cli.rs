@@ -14,8 +14,9 @@ pub struct CommonArgs {
     /// Directory for databases, the development CA and blob data.
     #[arg(long, env = "AZSIM_DATA_DIR", default_value = ".azsim")]
     pub data_dir: PathBuf,
-    /// Keep nothing on disk: state, CA and keys live only as long as the process.
-    #[arg(long, env = "AZSIM_IN_MEMORY", conflicts_with = "data_dir")]
+    /// Keep nothing on disk: state, CA and keys live only as long as the process (`azsim up`
+    /// still writes its ports to `<data-dir>/azsim.json`, for the other subcommands).
+    #[arg(long, env = "AZSIM_IN_MEMORY")]
     pub in_memory: bool,
     /// Address to listen on.
     #[arg(long, env = "AZSIM_BIND", default_value = "127.0.0.1")]

@@ -54,6 +54,9 @@ pub struct NewApplication {
     pub identifier_uris: Vec<String>,
     #[serde(default)]
     pub app_roles: Vec<AppRole>,
+    /// A fixed application (client) id, for fixtures and seed files; a new GUID when absent.
+    #[serde(default)]
+    pub app_id: Option<String>,
 }
 
 /// A client secret as listed: never the secret itself.
@@ -146,9 +149,26 @@ impl Directory {
             }
         }
         let object_id = Uuid::new_v4().to_string();
-        let app_id = Uuid::new_v4().to_string();
+        let app_id = match &new.app_id {
+            Some(chosen) => Uuid::parse_str(chosen)
+                .map_err(|_| {
+                    EntraError::InvalidInput(format!("'appId' must be a GUID, got '{chosen}'."))
+                })?
+                .to_string(),
+            None => Uuid::new_v4().to_string(),
+        };
         let sp_id = Uuid::new_v4().to_string();
         let mut tx = self.pool.begin().await?;
+        let taken: Option<String> =
+            sqlx::query_scalar("SELECT app_id FROM applications WHERE app_id = ? COLLATE NOCASE")
+                .bind(&app_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if taken.is_some() {
+            return Err(EntraError::Conflict(format!(
+                "An application with appId '{app_id}' already exists."
+            )));
+        }
         for uri in &new.identifier_uris {
             let taken: Option<String> = sqlx::query_scalar(
                 "SELECT a.app_id FROM applications a, json_each(a.identifier_uris) u WHERE a.tenant_id = ? AND u.value = ? COLLATE NOCASE",
@@ -268,16 +288,30 @@ impl Directory {
         app_id: &str,
         display_name: Option<String>,
         end_at: Option<i64>,
+        chosen: Option<String>,
         now: i64,
     ) -> Result<NewPassword> {
         let app = self.application(tenant_id, app_id).await?;
+        if let Some(text) = &chosen {
+            let fits =
+                (16..=256).contains(&text.len()) && text.chars().all(|c| c.is_ascii_graphic());
+            if !fits {
+                return Err(EntraError::InvalidInput(
+                    "'secretText' must be 16 to 256 printable ASCII characters without spaces."
+                        .into(),
+                ));
+            }
+        }
         let end_at = end_at.unwrap_or(now + DEFAULT_SECRET_LIFETIME);
         if end_at <= now {
             return Err(EntraError::InvalidInput(
                 "'endDateTime' must be in the future.".into(),
             ));
         }
-        let secret = generate_secret()?;
+        let secret = match chosen {
+            Some(text) => text,
+            None => generate_secret()?,
+        };
         let stored = StoredSecret {
             key_id: Uuid::new_v4().to_string(),
             display_name,

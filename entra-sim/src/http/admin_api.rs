@@ -127,6 +127,8 @@ struct NewSecretRequest {
     display_name: Option<String>,
     /// Unix seconds; two years from now when absent.
     end_date_time: Option<i64>,
+    /// A chosen secret (fixtures, seed files); generated when absent, as Graph always does.
+    secret_text: Option<String>,
 }
 
 pub async fn add_secret(
@@ -149,6 +151,7 @@ pub async fn add_secret(
             &app,
             request.display_name,
             request.end_date_time,
+            request.secret_text,
             s.issuer.clock.unix(),
         )
         .await?;
