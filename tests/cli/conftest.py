@@ -1,23 +1,15 @@
-"""The Azure CLI against a real `azsim up`: the session's stack comes from the SDK suite's
-fixture (tests/sdk/conftest.py, loaded under another module name), and every `az` runs
-with its own config directory, trusting azsim's CA."""
-import importlib.util
+"""The Azure CLI against a real `azsim up`: the session's stack comes from the pytest-azsim
+plugin's `azsim` fixture, and every `az` runs with its own config directory, trusting
+azsim's CA. `az` resolves `*.vault.localhost` through `resolver/sitecustomize.py` (loaded
+from PYTHONPATH), so no hosts file is edited."""
 import json
 import os
 import subprocess
 
 import pytest
+from pytest_azsim import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TENANT_ID, azsim_binary  # noqa: F401
 
-_spec = importlib.util.spec_from_file_location(
-    "azsim_sdk_conftest", os.path.join(os.path.dirname(__file__), "..", "sdk", "conftest.py")
-)
-_sdk = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_sdk)
-azsim = _sdk.azsim
-TENANT_ID = _sdk.TENANT_ID
-ADMIN_CLIENT_ID = _sdk.ADMIN_CLIENT_ID
-ADMIN_CLIENT_SECRET = _sdk.ADMIN_CLIENT_SECRET
-azsim_binary = _sdk._azsim_binary
+RESOLVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resolver")
 
 
 def az_binary():
@@ -39,6 +31,7 @@ class Az:
             "AZURE_CORE_COLLECT_TELEMETRY": "false",
             "AZURE_CORE_ONLY_SHOW_ERRORS": "true",
             "AZURE_CORE_NO_COLOR": "true",
+            "PYTHONPATH": RESOLVER,
         })
 
     def run(self, *args, check=True):
@@ -56,7 +49,8 @@ class Az:
 def az(azsim, tmp_path_factory):
     """An `az` logged in to azsim as the well-known admin app."""
     cli = Az(tmp_path_factory.mktemp("az-config"), azsim.ca_path)
-    cli.run("cloud", "register", "-n", "azsim", "--endpoint-resource-manager", azsim.arm_url + "/")
+    cli.run("cloud", "register", "-n", "azsim", "--endpoint-resource-manager", azsim.arm_url + "/",
+            "--suffix-keyvault-dns", f".vault.localhost:{azsim.keyvault_port}")
     cli.run("cloud", "set", "-n", "azsim")
     cli.run("config", "set", "core.instance_discovery=false")
     cli.run("login", "--service-principal", "-u", ADMIN_CLIENT_ID, "-p", ADMIN_CLIENT_SECRET, "--tenant", TENANT_ID)

@@ -59,13 +59,8 @@ def test_backup_views_after_an_agent_backup_and_unregister(az, azsim, tmp_path):
     group, vault, server = unique("cli-rg"), unique("cli-vault"), "cli01.contoso.local"
     az.run("group", "create", "-n", group, "-l", "westeurope")
     az.run("backup", "vault", "create", "-n", vault, "-g", group, "-l", "westeurope")
-    port = lambda url: url.rsplit(":", 1)[1]
     credentials = tmp_path / "vault.VaultCredentials"
-    subprocess.run(
-        [azsim_binary(), "vault-credentials", "-g", group, "-v", vault, "-o", str(credentials),
-         "--data-dir", azsim.data_dir, "--entra-port", port(azsim.entra_url), "--vault-server-port", port(azsim.arm_url)],
-        check=True, capture_output=True, timeout=60,
-    )
+    azsim.run("vault-credentials", "-g", group, "-v", vault, "-o", str(credentials))
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.txt").write_text("backed up for the CLI\n" * 50)
@@ -120,3 +115,51 @@ def test_key_vault_management(az):
     az.run("keyvault", "delete", "-n", name, "-g", group)
     az.run("keyvault", "purge", "-n", name)
     assert name not in {v["name"] for v in az.json("keyvault", "list-deleted")}
+
+
+def test_key_vault_secrets(az, tmp_path):
+    group, name = unique("cli-rg"), unique("clikv")
+    az.run("group", "create", "-n", group, "-l", "westeurope")
+    az.run("keyvault", "create", "-n", name, "-g", group, "-l", "westeurope",
+           "--enable-rbac-authorization", "false", "--no-self-perms")
+    # Without an access policy the data plane refuses the admin app.
+    denied = az.run("keyvault", "secret", "set", "--vault-name", name, "-n", "pw", "--value", "x", check=False)
+    assert denied.returncode != 0 and "Forbidden" in denied.stderr
+    az.run("keyvault", "set-policy", "-n", name, "-g", group, "--object-id", "a2e0c0de-5e11-4a55-9a2e-00000000001a",
+           "--secret-permissions", "get", "list", "set", "delete", "recover", "purge", "backup", "restore")
+
+    first = az.json("keyvault", "secret", "set", "--vault-name", name, "-n", "db-password", "--value", "hunter2")
+    assert first["value"] == "hunter2" and first["id"].startswith(f"https://{name}.vault.localhost:")
+    az.json("keyvault", "secret", "set", "--vault-name", name, "-n", "db-password", "--value", "hunter3")
+    shown = az.json("keyvault", "secret", "show", "--vault-name", name, "-n", "db-password")
+    assert shown["value"] == "hunter3"
+    assert az.json("keyvault", "secret", "show", "--id", first["id"])["value"] == "hunter2"
+    assert "db-password" in {s["name"] for s in az.json("keyvault", "secret", "list", "--vault-name", name)}
+    missing = az.run("keyvault", "secret", "show", "--vault-name", name, "-n", "nosuch", check=False)
+    assert missing.returncode != 0 and "SecretNotFound" in missing.stderr
+
+    backup = tmp_path / "db-password.backup"
+    az.run("keyvault", "secret", "backup", "--vault-name", name, "-n", "db-password", "-f", str(backup))
+    assert backup.stat().st_size > 0
+
+    az.run("keyvault", "secret", "delete", "--vault-name", name, "-n", "db-password")
+    deleted = az.json("keyvault", "secret", "list-deleted", "--vault-name", name)
+    assert "db-password" in {s["name"] for s in deleted}
+    az.run("keyvault", "secret", "recover", "--vault-name", name, "-n", "db-password")
+    wait_for(lambda: az.run("keyvault", "secret", "show", "--vault-name", name, "-n", "db-password",
+                            check=False).returncode == 0)
+    az.run("keyvault", "secret", "delete", "--vault-name", name, "-n", "db-password")
+    az.run("keyvault", "secret", "purge", "--vault-name", name, "-n", "db-password")
+    assert "db-password" not in {s["name"] for s in az.json("keyvault", "secret", "list-deleted", "--vault-name", name)}
+
+    restored = az.json("keyvault", "secret", "restore", "--vault-name", name, "-f", str(backup))
+    assert restored["id"].startswith(f"https://{name}.vault.localhost:")
+    assert az.json("keyvault", "secret", "show", "--vault-name", name, "-n", "db-password")["value"] == "hunter3"
+
+
+def wait_for(condition, seconds=30):
+    import time
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "condition not met in time"
+        time.sleep(0.2)

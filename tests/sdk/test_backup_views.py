@@ -10,13 +10,13 @@ from azure.mgmt.recoveryservices import RecoveryServicesClient
 from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-from conftest import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TENANT_ID, _azsim_binary
+from conftest import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TENANT_ID, mars_agent_binary
 
 SUBSCRIPTION_ID = "a2e0c0de-5e11-4a55-9a2e-000000000002"
 
 
 def agent_binary():
-    return os.path.join(os.path.dirname(_azsim_binary()), "mars-agent")
+    return mars_agent_binary()
 
 
 def test_backup_views_after_an_agent_backup(azsim, tmp_path):
@@ -32,13 +32,8 @@ def test_backup_views_after_an_agent_backup(azsim, tmp_path):
         polling_interval=0.05,
     ).result()
 
-    port = lambda url: url.rsplit(":", 1)[1]
     credentials = tmp_path / "vault.VaultCredentials"
-    subprocess.run(
-        [_azsim_binary(), "vault-credentials", "-g", group, "-v", vault, "-o", str(credentials),
-         "--data-dir", azsim.data_dir, "--entra-port", port(azsim.entra_url), "--vault-server-port", port(azsim.arm_url)],
-        check=True, capture_output=True, timeout=60,
-    )
+    azsim.run("vault-credentials", "-g", group, "-v", vault, "-o", str(credentials))
     data = tmp_path / "data"
     (data / "docs").mkdir(parents=True)
     (data / "docs" / "a.txt").write_text("hello views\n" * 100)

@@ -11,7 +11,7 @@ from azure.mgmt.recoveryservicesbackup import RecoveryServicesBackupClient
 from azure.mgmt.recoveryservicesbackup import models
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-from conftest import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TENANT_ID, _azsim_binary
+from conftest import ADMIN_CLIENT_ID, ADMIN_CLIENT_SECRET, TENANT_ID, mars_agent_binary
 from test_backup_views import SUBSCRIPTION_ID, agent_binary
 
 SERVER = "mars02.contoso.local"
@@ -30,13 +30,8 @@ def test_policy_expiry_pin_deferred_delete_and_undelete(azsim, tmp_path):
         polling_interval=0.05,
     ).result()
 
-    port = lambda url: url.rsplit(":", 1)[1]
     credentials = tmp_path / "vault.VaultCredentials"
-    subprocess.run(
-        [_azsim_binary(), "vault-credentials", "-g", group, "-v", vault, "-o", str(credentials),
-         "--data-dir", azsim.data_dir, "--entra-port", port(azsim.entra_url), "--vault-server-port", port(azsim.arm_url)],
-        check=True, capture_output=True, timeout=60,
-    )
+    azsim.run("vault-credentials", "-g", group, "-v", vault, "-o", str(credentials))
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.txt").write_text("lifecycle\n" * 100)

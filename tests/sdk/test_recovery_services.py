@@ -248,22 +248,12 @@ def test_key_vault_through_the_one_arm_endpoint(azsim, group):
 
 def test_azsim_vault_credentials_command_downloads_the_file(azsim, group, tmp_path):
     import re
-    import subprocess
-    from conftest import _azsim_binary
 
     _, rs, _ = clients(azsim)
     name = unique("credvault")
     create_vault(rs, group, name)
     output = tmp_path / "vault.VaultCredentials"
-    port = lambda url: url.rsplit(":", 1)[1]
-    subprocess.run(
-        [
-            _azsim_binary(), "vault-credentials", "-g", group, "-v", name, "-o", str(output),
-            "--data-dir", azsim.data_dir, "--entra-port", port(azsim.entra_url),
-            "--vault-server-port", port(azsim.arm_url),
-        ],
-        check=True, capture_output=True, timeout=60,
-    )
+    azsim.run("vault-credentials", "-g", group, "-v", name, "-o", str(output))
     xml = output.read_text()
     field = lambda tag: re.search(f"<{tag}>(.*?)</{tag}>", xml, re.S).group(1)
     assert field("ResourceName") == name and field("ResourceGroup") == group
@@ -272,12 +262,6 @@ def test_azsim_vault_credentials_command_downloads_the_file(azsim, group, tmp_pa
     pem = base64.b64decode(field("ManagementCert")).decode()
     assert "BEGIN CERTIFICATE" in pem and "BEGIN PRIVATE KEY" in pem
 
-    missing = subprocess.run(
-        [
-            _azsim_binary(), "vault-credentials", "-g", group, "-v", "nosuchvault", "-o", str(tmp_path / "x"),
-            "--data-dir", azsim.data_dir, "--entra-port", port(azsim.entra_url),
-            "--vault-server-port", port(azsim.arm_url),
-        ],
-        capture_output=True, text=True, timeout=60,
-    )
+    missing = azsim.run("vault-credentials", "-g", group, "-v", "nosuchvault", "-o", str(tmp_path / "x"),
+                        check=False)
     assert missing.returncode != 0 and "was not found" in missing.stderr
