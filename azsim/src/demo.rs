@@ -26,6 +26,22 @@ pub struct DemoArgs {
     /// Print the steps as JSON (one object at the end).
     #[arg(long)]
     json: bool,
+    /// Wait up to this many seconds for a running stack to answer (and fail if none does)
+    /// instead of starting one: for services still starting, as in docker-compose.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
+}
+
+/// The running stack's endpoints when it answers (entra-sim and ARM healthy).
+async fn running(located: &crate::Located) -> Option<Endpoints> {
+    let endpoints = Endpoints::of(located, Duration::from_secs(30)).await.ok()?;
+    for url in [&endpoints.entra, &endpoints.arm] {
+        let health = endpoints.http.get(format!("{url}/health")).send().await;
+        if !health.is_ok_and(|r| r.status().is_success()) {
+            return None;
+        }
+    }
+    Some(endpoints)
 }
 
 struct Narrator {
@@ -52,15 +68,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         started: Instant::now(),
     };
     let located = args.target.locate()?;
-    let running = match Endpoints::of(&located, Duration::from_secs(30)).await {
-        Ok(endpoints) => {
-            let health = format!("{}/health", endpoints.arm);
-            let up = endpoints.http.get(health).send().await.is_ok();
-            up.then_some(endpoints)
+    let mut found = running(&located).await;
+    if let Some(seconds) = args.wait {
+        let since = Instant::now();
+        let deadline = since + Duration::from_secs(seconds);
+        while found.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            found = running(&located).await;
         }
-        Err(_) => None,
-    };
-    let (endpoints, own) = match running {
+        if found.is_none() {
+            bail!(
+                "no azsim answered at {} and {} within {seconds} s",
+                located.entra_url(),
+                located.arm_url()
+            );
+        }
+        narrator.step(
+            "stack",
+            format!("answering at {}", located.arm_url()),
+            since,
+        );
+    }
+    let (endpoints, own) = match found {
         Some(endpoints) => (endpoints, None),
         None => {
             let since = Instant::now();

@@ -8,6 +8,7 @@
 
 mod api;
 mod clock;
+mod container;
 mod demo;
 mod env;
 mod hosts;
@@ -52,6 +53,11 @@ enum Command {
     Hosts(hosts::HostsArgs),
     /// Create the resources a seed file describes on the running stack (as `up --seed`).
     Seed(seed::SeedArgs),
+    /// Create (or reuse) the development CA and certificate in a data directory, for
+    /// services started separately (docker-compose).
+    Tls(container::TlsArgs),
+    /// Check that services answer `/health` (a container health check).
+    Health(container::HealthArgs),
 }
 
 /// A request that could not be sent, with what usually fixes it.
@@ -198,6 +204,8 @@ async fn main() {
         Command::Env(args) => env::print(&args).await,
         Command::Hosts(args) => hosts::run(args).await,
         Command::Seed(args) => seed::run(args).await,
+        Command::Tls(args) => container::tls(args),
+        Command::Health(args) => container::health(args).await,
         Command::Clock(args) => clock::run(args).await,
         Command::VaultCredentials(args) => vault_credentials::run(args).await,
         Command::Demo(args) => demo::run(args).await,

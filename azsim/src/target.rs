@@ -168,6 +168,13 @@ pub struct Target {
     /// Host name of the running azsim.
     #[arg(long, global = true, env = "AZSIM_HOST", default_value = "localhost")]
     pub host: String,
+    /// entra-sim's URL, when it is not `https://<host>:<entra-port>` (services on separate
+    /// hosts, as in docker-compose).
+    #[arg(long, global = true)]
+    pub entra_url: Option<String>,
+    /// vault-server's (ARM) URL, when it is not `https://<host>:<vault-server-port>`.
+    #[arg(long, global = true)]
+    pub arm_url: Option<String>,
     #[command(flatten)]
     pub ports: Ports,
 }
@@ -180,6 +187,8 @@ pub struct Located {
     /// The CA to trust, when it is (or may be) on disk.
     ca_file: Option<PathBuf>,
     in_memory: bool,
+    entra_url: Option<String>,
+    arm_url: Option<String>,
 }
 
 impl Target {
@@ -198,6 +207,8 @@ impl Target {
             ports,
             ca_file,
             in_memory,
+            entra_url: self.entra_url.clone(),
+            arm_url: self.arm_url.clone(),
         })
     }
 }
@@ -208,11 +219,17 @@ impl Located {
     }
 
     pub fn entra_url(&self) -> String {
-        self.url(self.ports.entra)
+        match &self.entra_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => self.url(self.ports.entra),
+        }
     }
 
     pub fn arm_url(&self) -> String {
-        self.url(self.ports.vault_server)
+        match &self.arm_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => self.url(self.ports.vault_server),
+        }
     }
 
     /// The CA file to trust. An in-memory stack has none on disk: its `/ca.pem` is fetched
@@ -280,6 +297,8 @@ mod tests {
             data_dir: dir.path().to_path_buf(),
             ca_file: None,
             host: "localhost".into(),
+            entra_url: None,
+            arm_url: None,
             ports,
         };
         assert_eq!(

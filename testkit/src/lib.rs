@@ -168,6 +168,7 @@ impl Stack {
                 keyvault_management: Some(keyvault.management.url()),
                 keyvault_dns: Some(format!("vault.localhost:{keyvault_port}")),
                 managed_identity: Some(entra.managed_identity.url()),
+                keyvault_host: None,
             },
         )
         .await?;

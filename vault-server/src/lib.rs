@@ -65,6 +65,9 @@ pub struct Config {
     /// entra-sim's managed-identity endpoint (`http://host:port`): vault identities get
     /// their Key Vault tokens there.
     pub managed_identity: Option<String>,
+    /// Where `*.localhost` Key Vault hosts (`kv1.vault.localhost`) are: loopback when
+    /// `None`; a host name such as the keyvault-sim container's in docker-compose.
+    pub keyvault_host: Option<String>,
 }
 
 #[derive(Clone)]
@@ -110,6 +113,7 @@ impl VaultServer {
             passphrases: passphrase::PassphraseSaver::new(
                 &config.ca_pem,
                 config.managed_identity.clone(),
+                config.keyvault_host.clone(),
             )?,
             arm_verifier: verifier(ARM_AUDIENCES),
             admin_verifier: verifier(&[ADMIN_AUDIENCE]),

@@ -45,6 +45,10 @@ struct Args {
         default_value = "vault.localhost:10011"
     )]
     keyvault_dns: String,
+    /// Host that `*.vault.localhost` Key Vault names resolve to when saving passphrases
+    /// (default: loopback). docker-compose sets it to the keyvault-sim service.
+    #[arg(long, env = "AZSIM_KEYVAULT_HOST")]
+    keyvault_host: Option<String>,
 }
 
 #[tokio::main]
@@ -60,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         keyvault_management: Some(args.keyvault_management.clone()),
         keyvault_dns: Some(args.keyvault_dns.clone()),
         managed_identity: Some(args.managed_identity_url.clone()),
+        keyvault_host: args.keyvault_host.clone(),
     };
     let running = vault_server::start(&runtime, args.common.bind, args.port, keys, config).await?;
     println!("vault-server listening on {}", running.https.url());

@@ -15,18 +15,27 @@ use sim_core::well_known;
 use crate::error::{Result, VsError};
 use crate::vaults::Vault;
 
-/// Resolves `*.localhost` to loopback (Key Vault hosts like `kv1.vault.localhost`), as
-/// browsers do and plain glibc does not; everything else through the system resolver.
-struct LocalhostResolver;
+/// Resolves `*.localhost` (Key Vault hosts like `kv1.vault.localhost`) to loopback, as
+/// browsers do and plain glibc does not, or to `keyvault_host` when Key Vault runs
+/// elsewhere (another container); everything else through the system resolver.
+struct LocalhostResolver {
+    keyvault_host: Option<String>,
+}
 
 impl Resolve for LocalhostResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_string();
+        let mut host = name.as_str().to_string();
+        let keyvault_host = self.keyvault_host.clone();
         Box::pin(async move {
             if host == "localhost" || host.ends_with(".localhost") {
-                let addrs: Addrs =
-                    Box::new(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter());
-                return Ok(addrs);
+                match keyvault_host {
+                    Some(elsewhere) => host = elsewhere,
+                    None => {
+                        let addrs: Addrs =
+                            Box::new(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter());
+                        return Ok(addrs);
+                    }
+                }
             }
             let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
             let addrs: Addrs = Box::new(found.collect::<Vec<_>>().into_iter());
@@ -42,12 +51,16 @@ pub struct PassphraseSaver {
 }
 
 impl PassphraseSaver {
-    pub fn new(ca_pem: &str, managed_identity: Option<String>) -> Result<Self, sim_core::Error> {
+    pub fn new(
+        ca_pem: &str,
+        managed_identity: Option<String>,
+        keyvault_host: Option<String>,
+    ) -> Result<Self, sim_core::Error> {
         let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
             .map_err(|e| sim_core::Error::Tls(e.to_string()))?;
         let http = reqwest::Client::builder()
             .tls_certs_only([ca])
-            .dns_resolver(Arc::new(LocalhostResolver))
+            .dns_resolver(Arc::new(LocalhostResolver { keyvault_host }))
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| sim_core::Error::Tls(e.to_string()))?;
