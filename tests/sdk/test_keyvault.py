@@ -56,11 +56,13 @@ def test_secret_lifecycle_with_default_client_settings(azsim):
     client = SecretClient(azsim.vault_url("azsim"), credential(azsim))
     name = unique("life")
 
-    first = client.set_secret(name, "v1", content_type="text/plain", tags={"a": "b"})
-    second = client.set_secret(name, "v2")
+    # Values long enough that finding one in the (encrypted) backup blob is no accident.
+    V1, V2 = "first-value-4f1c9a0e2b", "second-value-7d3e5b1a9c"
+    first = client.set_secret(name, V1, content_type="text/plain", tags={"a": "b"})
+    second = client.set_secret(name, V2)
     assert first.properties.version != second.properties.version
-    assert client.get_secret(name).value == "v2"
-    assert client.get_secret(name, first.properties.version).value == "v1"
+    assert client.get_secret(name).value == V2
+    assert client.get_secret(name, first.properties.version).value == V1
     got = client.get_secret(name, first.properties.version)
     assert got.properties.content_type == "text/plain" and got.properties.tags == {"a": "b"}
     assert got.id == f"{azsim.vault_url('azsim')}/secrets/{name}/{first.properties.version}"
@@ -77,7 +79,7 @@ def test_secret_lifecycle_with_default_client_settings(azsim):
     client.update_secret_properties(name, enabled=True)
 
     backup = client.backup_secret(name)
-    assert isinstance(backup, bytes) and b"v2" not in backup
+    assert isinstance(backup, bytes) and V2.encode() not in backup  # sealed, not plaintext
 
     deleted = client.begin_delete_secret(name, **FAST).result()
     assert deleted.recovery_id.endswith(f"/deletedsecrets/{name}")
@@ -92,7 +94,7 @@ def test_secret_lifecycle_with_default_client_settings(azsim):
 
     recovered = client.begin_recover_deleted_secret(name, **FAST).result()
     assert recovered.name == name
-    assert client.get_secret(name).value == "v2"
+    assert client.get_secret(name).value == V2
 
     with pytest.raises(ResourceExistsError):
         client.restore_secret_backup(backup)
@@ -103,8 +105,8 @@ def test_secret_lifecycle_with_default_client_settings(azsim):
 
     restored = client.restore_secret_backup(backup)
     assert restored.name == name
-    assert client.get_secret(name).value == "v2"
-    assert client.get_secret(name, first.properties.version).value == "v1"
+    assert client.get_secret(name).value == V2
+    assert client.get_secret(name, first.properties.version).value == V1
 
 
 def test_listing_pages_past_25_secrets(azsim):
