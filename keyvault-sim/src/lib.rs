@@ -70,13 +70,16 @@ impl KeyVaultSim {
                 clock.clone(),
             ))
         };
+        let roles = sim_core::rbac::Roles::open(pool.clone())
+            .await
+            .map_err(|e| startup(e.into()))?;
         let shared = Shared {
             vaults: Vaults::new(pool.clone(), clock.clone(), write.clone()),
             secrets: Secrets::new(pool.clone(), clock.clone(), seal, write),
             data_verifier: verifier(KEY_VAULT_AUDIENCES),
             arm_verifier: verifier(ARM_AUDIENCES),
             admin_verifier: verifier(&[ADMIN_AUDIENCE]),
-            roles: sim_core::rbac::Roles::new(pool.clone()),
+            roles,
             pool,
             clock,
             authority,

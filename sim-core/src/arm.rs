@@ -2,6 +2,9 @@
 //! error naming the bad field, ARM timestamps, region comparison, and the host a request
 //! was sent to (for ids and absolute links).
 
+mod call;
+pub use call::{ArmCall, Filter};
+
 use axum::http::{HeaderMap, Uri, header};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;

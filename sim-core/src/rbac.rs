@@ -1,7 +1,8 @@
 //! Who may use the ARM management planes: Azure RBAC roles at subscription scope (Owner,
-//! Contributor, Reader). Each service keeps the assignments in its own database (table
-//! `role_assignments`, created by its migrations); the well-known admin app is Owner of the
-//! well-known subscription, and `PUT /admin/roleAssignments/{objectId}` assigns others.
+//! Contributor, Reader). Each service keeps the assignments in its own database, in the
+//! table this module owns (`rbac.sql`, created by `Roles::open`); the well-known admin app
+//! is Owner of the well-known subscription, and `PUT /admin/roleAssignments/{objectId}`
+//! assigns others.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -101,11 +102,16 @@ pub struct Roles {
 }
 
 impl Roles {
-    pub fn new(pool: SqlitePool) -> Arc<Self> {
-        Arc::new(Roles {
+    /// The assignments kept in `pool`, creating their table when the service's own
+    /// migrations did not.
+    pub async fn open(pool: SqlitePool) -> Result<Arc<Self>, sqlx::Error> {
+        sqlx::raw_sql(include_str!("rbac.sql"))
+            .execute(&pool)
+            .await?;
+        Ok(Arc::new(Roles {
             pool,
             known: RwLock::default(),
-        })
+        }))
     }
 
     async fn role(&self, subscription: &str, object_id: &str) -> Result<Option<Role>, RbacError> {

@@ -83,7 +83,7 @@ impl VaultServer {
         config: Config,
     ) -> Result<Self, sim_core::Error> {
         let pool = sim_core::db::open(storage, "vault-server", &MIGRATOR).await?;
-        let roles = sim_core::rbac::Roles::new(pool.clone());
+        let roles = sim_core::rbac::Roles::open(pool.clone()).await?;
         roles.seed().await?;
         groups::seed_default(&pool, clock.unix())
             .await

@@ -60,7 +60,7 @@ pub struct NewApplication {
 }
 
 /// A client secret as listed: never the secret itself.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredSecret {
     pub key_id: String,
@@ -94,6 +94,31 @@ pub struct KeyCredential {
     pub end_date_time: i64,
     #[serde(skip)]
     pub certificate_der: Vec<u8>,
+}
+
+/// An application joined with its service principal, as stored.
+#[derive(sqlx::FromRow)]
+struct ApplicationRow {
+    object_id: String,
+    app_id: String,
+    display_name: String,
+    /// JSON arrays.
+    identifier_uris: String,
+    app_roles: String,
+    created_at: i64,
+    service_principal_id: String,
+}
+
+/// A registered certificate, as stored.
+#[derive(sqlx::FromRow)]
+struct CertificateRow {
+    key_id: String,
+    display_name: Option<String>,
+    thumbprint_sha1: String,
+    thumbprint_sha256: String,
+    certificate_der: Vec<u8>,
+    start_at: i64,
+    end_at: i64,
 }
 
 /// What the token endpoint needs about a confidential client.
@@ -226,8 +251,9 @@ impl Directory {
 
     pub async fn application(&self, tenant_id: &str, app_id: &str) -> Result<Application> {
         let tenant = self.tenant(tenant_id).await?;
-        let row = sqlx::query_as::<_, (String, String, String, String, String, i64, String)>(
-            "SELECT a.object_id, a.app_id, a.display_name, a.identifier_uris, a.app_roles, a.created_at, sp.object_id
+        let row: ApplicationRow = sqlx::query_as(
+            "SELECT a.object_id, a.app_id, a.display_name, a.identifier_uris, a.app_roles, a.created_at,
+                    sp.object_id AS service_principal_id
              FROM applications a JOIN service_principals sp ON sp.tenant_id = a.tenant_id AND sp.app_id = a.app_id
              WHERE a.tenant_id = ? AND a.app_id = ? COLLATE NOCASE",
         )
@@ -239,18 +265,17 @@ impl Directory {
             kind: "Application",
             id: app_id.to_string(),
         })?;
-        let (object_id, app_id, display_name, uris, roles, created_at, sp_id) = row;
         Ok(Application {
-            password_credentials: self.stored_secrets(&object_id).await?,
-            key_credentials: self.certificates(&object_id).await?,
-            id: object_id,
-            app_id,
+            password_credentials: self.stored_secrets(&row.object_id).await?,
+            key_credentials: self.certificates(&row.object_id).await?,
+            id: row.object_id,
+            app_id: row.app_id,
             tenant_id: tenant.id,
-            display_name,
-            identifier_uris: serde_json::from_str(&uris).unwrap_or_default(),
-            app_roles: serde_json::from_str(&roles).unwrap_or_default(),
-            service_principal_id: sp_id,
-            created_at,
+            display_name: row.display_name,
+            identifier_uris: serde_json::from_str(&row.identifier_uris).unwrap_or_default(),
+            app_roles: serde_json::from_str(&row.app_roles).unwrap_or_default(),
+            service_principal_id: row.service_principal_id,
+            created_at: row.created_at,
         })
     }
 
@@ -490,29 +515,18 @@ impl Directory {
     }
 
     async fn stored_secrets(&self, app_object_id: &str) -> Result<Vec<StoredSecret>> {
-        let rows = sqlx::query_as::<_, (String, Option<String>, String, i64, i64)>(
-            "SELECT key_id, display_name, hint, start_at, end_at FROM password_credentials WHERE app_object_id = ? ORDER BY start_at, key_id",
+        Ok(sqlx::query_as(
+            "SELECT key_id, display_name, hint, start_at AS start_date_time, end_at AS end_date_time
+             FROM password_credentials WHERE app_object_id = ? ORDER BY start_at, key_id",
         )
         .bind(app_object_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(key_id, display_name, hint, start_date_time, end_date_time)| StoredSecret {
-                    key_id,
-                    display_name,
-                    hint,
-                    start_date_time,
-                    end_date_time,
-                },
-            )
-            .collect())
+        .await?)
     }
 
     /// The app's registered certificates.
     pub async fn certificates(&self, app_object_id: &str) -> Result<Vec<KeyCredential>> {
-        let rows = sqlx::query_as::<_, (String, Option<String>, String, String, Vec<u8>, i64, i64)>(
+        let rows: Vec<CertificateRow> = sqlx::query_as(
             "SELECT key_id, display_name, thumbprint_sha1, thumbprint_sha256, certificate_der, start_at, end_at
              FROM key_credentials WHERE app_object_id = ? ORDER BY start_at, key_id",
         )
@@ -521,23 +535,21 @@ impl Directory {
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(key_id, display_name, sha1, sha256, der, start, end)| KeyCredential {
-                    custom_key_identifier: URL_SAFE_NO_PAD
-                        .decode(&sha1)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|b| format!("{b:02X}"))
-                        .collect(),
-                    key_id,
-                    display_name,
-                    thumbprint_sha1: sha1,
-                    thumbprint_sha256: sha256,
-                    certificate_der: der,
-                    start_date_time: start,
-                    end_date_time: end,
-                },
-            )
+            .map(|row| KeyCredential {
+                custom_key_identifier: URL_SAFE_NO_PAD
+                    .decode(&row.thumbprint_sha1)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|b| format!("{b:02X}"))
+                    .collect(),
+                key_id: row.key_id,
+                display_name: row.display_name,
+                thumbprint_sha1: row.thumbprint_sha1,
+                thumbprint_sha256: row.thumbprint_sha256,
+                certificate_der: row.certificate_der,
+                start_date_time: row.start_at,
+                end_date_time: row.end_at,
+            })
             .collect())
     }
 

@@ -55,7 +55,7 @@ pub enum IdentitySelector {
     ResourceId(String),
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct AppRoleAssignment {
     pub id: String,
@@ -334,26 +334,14 @@ impl Directory {
         tenant_id: &str,
     ) -> Result<Vec<AppRoleAssignment>> {
         let tenant = self.tenant(tenant_id).await?;
-        let rows = sqlx::query_as::<_, (String, String, String, String, i64)>(
-            "SELECT r.id, r.principal_object_id, r.resource_app_id, r.app_role, r.created_at
+        Ok(sqlx::query_as(
+            "SELECT r.id, r.principal_object_id AS principal_id, r.resource_app_id, r.app_role, r.created_at
              FROM app_role_assignments r JOIN service_principals sp ON sp.object_id = r.principal_object_id
              WHERE sp.tenant_id = ? ORDER BY r.created_at, r.id",
         )
         .bind(&tenant.id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, principal_id, resource_app_id, app_role, created_at)| AppRoleAssignment {
-                    id,
-                    principal_id,
-                    resource_app_id,
-                    app_role,
-                    created_at,
-                },
-            )
-            .collect())
+        .await?)
     }
 
     pub async fn delete_app_role_assignment(&self, tenant_id: &str, id: &str) -> Result<()> {

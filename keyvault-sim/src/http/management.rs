@@ -2,7 +2,7 @@
 //! on its own port (vault-server forwards `providers/Microsoft.KeyVault` here). ARM paths
 //! are case-insensitive, so routing matches lower-cased segments by hand.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -11,8 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sim_core::ApiError;
-use sim_core::arm::iso;
-use sim_core::auth::Principal;
+use sim_core::arm::{ArmCall, iso};
 
 use super::KvState;
 use crate::error::KvError;
@@ -31,11 +30,7 @@ pub fn router(state: KvState, vault_dns: String) -> Router {
 
 struct Call<'a> {
     state: &'a KvState,
-    caller: Principal,
-    method: Method,
-    query: HashMap<String, String>,
-    origin: String,
-    path: String,
+    arm: ArmCall,
     vault_dns: &'a str,
 }
 
@@ -48,7 +43,7 @@ async fn arm(
     body: Bytes,
 ) -> Response {
     let correlation = sim_core::arm::correlation_id(&headers);
-    let mut response = match handle(&state, &vault_dns, method, &uri, &headers, &body).await {
+    let mut response = match handle(&state, &vault_dns, method, &uri, &headers, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -64,9 +59,9 @@ async fn handle(
     method: Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let query: HashMap<String, String> =
+    let query: BTreeMap<String, String> =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
     if !query.contains_key("api-version") {
         return Err(KvError::MissingApiVersion.into());
@@ -79,24 +74,21 @@ async fn handle(
         .verify_header(authorization)
         .await
         .map_err(ApiError::from)?;
+    // vault-server forwards with the host the client called, so links point back at it.
+    let origin = headers
+        .get("x-forwarded-host")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| request_authority(uri, headers));
     let call = Call {
         state,
-        caller,
-        method,
-        query,
-        // vault-server forwards with the host the client called, so links point back at it.
-        origin: headers
-            .get("x-forwarded-host")
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| request_authority(uri, headers)),
-        path: uri.path().to_string(),
+        arm: ArmCall::new(caller, method, uri.path(), query, origin, body),
         vault_dns,
     };
-    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
-    let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-    let m = &call.method;
+    let body: &[u8] = &call.arm.body;
+    let segments: Vec<&str> = call.arm.segments.iter().map(String::as_str).collect();
+    let lower = call.arm.lower();
+    let m = &call.arm.method;
     Ok(match (lower.as_slice(), segments.as_slice()) {
         (
             [
@@ -197,8 +189,8 @@ async fn handle(
         ) if m == Method::POST => call.check_name(sub, body).await?,
         _ => {
             return Err(KvError::NoRoute {
-                method: call.method.to_string(),
-                path: call.path.clone(),
+                method: call.arm.method.to_string(),
+                path: call.arm.path.clone(),
             }
             .into());
         }
@@ -219,7 +211,7 @@ impl Call<'_> {
         Ok(self
             .state
             .roles
-            .authorize(&self.caller, subscription, action, write)
+            .authorize(&self.arm.caller, subscription, action, write)
             .await?)
     }
 
@@ -232,28 +224,7 @@ impl Call<'_> {
 
     /// `$top` and `$skiptoken` (an offset) over a complete list, with an absolute nextLink.
     fn paged(&self, items: Vec<Value>) -> Response {
-        let skip: usize = self
-            .query
-            .get("$skiptoken")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let top: usize = self
-            .query
-            .get("$top")
-            .and_then(|s| s.parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(usize::MAX);
-        let total = items.len();
-        let page: Vec<Value> = items.into_iter().skip(skip).take(top).collect();
-        let end = skip.saturating_add(page.len());
-        let mut body = json!({"value": page});
-        if end < total {
-            let mut query = self.query.clone();
-            query.insert("$skiptoken".into(), end.to_string());
-            let query = serde_urlencoded::to_string(&query).unwrap_or_default();
-            body["nextLink"] = format!("https://{}{}?{query}", self.origin, self.path).into();
-        }
-        (StatusCode::OK, Json(body)).into_response()
+        self.arm.page(items, None)
     }
 
     async fn vault(
@@ -264,7 +235,7 @@ impl Call<'_> {
         body: &[u8],
     ) -> Result<Response, KvError> {
         let vaults = &self.state.vaults;
-        match self.method {
+        match self.arm.method {
             Method::GET => {
                 self.authorize(sub, VAULTS_READ, false).await?;
                 let vault = vaults.get(sub, rg, name).await?;
@@ -300,8 +271,8 @@ impl Call<'_> {
                 })
             }
             _ => Err(KvError::NoRoute {
-                method: self.method.to_string(),
-                path: self.path.clone(),
+                method: self.arm.method.to_string(),
+                path: self.arm.path.clone(),
             }),
         }
     }

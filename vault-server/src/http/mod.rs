@@ -19,7 +19,7 @@ use sim_core::SimClock;
 use sim_core::auth::TokenVerifier;
 use sqlx::SqlitePool;
 
-use crate::arm::{self, ArmCall};
+use crate::arm::{self, ArmCall, CallExt};
 use crate::backup::Backup;
 use crate::error::{Result, VsError};
 use crate::vaults::Vaults;

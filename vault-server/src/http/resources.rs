@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use sim_core::well_known;
 
 use super::{VsState, authorize};
-use crate::arm::{ArmCall, created, ok};
+use crate::arm::{ArmCall, CallExt, created, ok};
 use crate::error::{Result, VsError};
 use crate::groups;
 
@@ -91,7 +91,7 @@ pub async fn resource_groups(state: &VsState, call: &ArmCall) -> Result<Response
             .iter()
             .map(|g| g.to_json())
             .collect();
-        return Ok(call.page(items));
+        return Ok(call.paged(items));
     }
     let name = call.segment(3);
     match call.method {
@@ -252,7 +252,7 @@ pub async fn generic_resources(
             && filter.admits("name", &field("name"))
             && filter.admits("location", &field("location"))
     });
-    Ok(call.page(resources))
+    Ok(call.paged(resources))
 }
 
 /// The generic-resource view of a resource: id, name, type, location, tags (and SKU and

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{VsState, authorize};
-use crate::arm::{ArmCall, created, ok};
+use crate::arm::{ArmCall, CallExt, created, ok};
 use crate::backup::{self, Backup};
 use crate::credentials::Credentials;
 use crate::error::{Result, VsError};
@@ -23,7 +23,7 @@ pub async fn list(state: &VsState, call: &ArmCall, group: Option<&str>) -> Resul
     }
     authorize(state, call, READ).await?;
     let vaults = state.vaults.list(call.segment(1), group).await?;
-    Ok(call.page(vaults.iter().map(Vault::to_json).collect()))
+    Ok(call.paged(vaults.iter().map(Vault::to_json).collect()))
 }
 
 pub async fn check_name(state: &VsState, call: &ArmCall) -> Result<Response> {
@@ -469,7 +469,7 @@ async fn containers(
     } else {
         vec![]
     };
-    Ok(call.page(listed))
+    Ok(call.paged(listed))
 }
 
 async fn items(
@@ -507,7 +507,7 @@ async fn items(
     } else {
         vec![]
     };
-    Ok(call.page(listed))
+    Ok(call.paged(listed))
 }
 
 /// `PUT` of a protected item: `isRehydrate: true` undeletes soft-deleted data; `policyId`
@@ -559,7 +559,7 @@ async fn recovery_points(
             vault, container, item, point,
         )));
     }
-    Ok(call.page(
+    Ok(call.paged(
         points
             .iter()
             .map(|p| backup::recovery_point_json(vault, container, item, p))
@@ -598,7 +598,7 @@ async fn jobs(
     } else {
         vec![]
     };
-    Ok(call.page(listed))
+    Ok(call.paged(listed))
 }
 
 async fn policies(backup: &Backup, call: &ArmCall, vault: &Vault) -> Result<Response> {
@@ -609,7 +609,7 @@ async fn policies(backup: &Backup, call: &ArmCall, vault: &Vault) -> Result<Resp
             listed.push(backup::policy_json(vault, &name, &properties, count));
         }
     }
-    Ok(call.page(listed))
+    Ok(call.paged(listed))
 }
 
 async fn one_policy(
