@@ -48,8 +48,6 @@ pub enum KvError {
     VaultHostNotFound(String),
 
     // ---- management plane (ARM) ----
-    #[error("The api-version query parameter (?api-version=) is required for all requests.")]
-    MissingApiVersion,
     #[error(
         "The Resource 'Microsoft.KeyVault/vaults/{name}' under resource group '{resource_group}' was not found."
     )]
@@ -125,7 +123,6 @@ impl From<&KvError> for ApiError {
             AccessDenied(_) => (StatusCode::FORBIDDEN, "Forbidden", Some("AccessDenied")),
             BadParameter(_) => (StatusCode::BAD_REQUEST, "BadParameter", None),
             VaultHostNotFound(_) => (StatusCode::NOT_FOUND, "VaultNotFound", None),
-            MissingApiVersion => (StatusCode::BAD_REQUEST, "MissingApiVersionParameter", None),
             VaultNotFound { .. } => (StatusCode::NOT_FOUND, "ResourceNotFound", None),
             DeletedVaultNotFound { .. } => (StatusCode::NOT_FOUND, "ResourceNotFound", None),
             InvalidVaultName(_) => (StatusCode::BAD_REQUEST, "VaultNameNotValid", None),

@@ -5,6 +5,19 @@
 mod call;
 pub use call::{ArmCall, Filter};
 
+/// ARM's answer to a request without `?api-version=`, the same on every ARM plane.
+pub fn require_api_version(
+    query: &std::collections::BTreeMap<String, String>,
+) -> Result<(), crate::ApiError> {
+    match query.contains_key("api-version") {
+        true => Ok(()),
+        false => Err(crate::ApiError::bad_request(
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )),
+    }
+}
+
 use axum::http::{HeaderMap, Uri, header};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;

@@ -8,8 +8,6 @@ use sim_core::rbac::RbacError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VsError {
-    #[error("The api-version query parameter (?api-version=) is required for all requests.")]
-    MissingApiVersion,
     #[error("Resource group '{0}' could not be found.")]
     ResourceGroupNotFound(String),
     #[error("The Resource '{kind}/{name}' under resource group '{group}' was not found.")]
@@ -78,7 +76,6 @@ impl From<&VsError> for ApiError {
     fn from(error: &VsError) -> Self {
         use VsError::*;
         let (status, code) = match error {
-            MissingApiVersion => (StatusCode::BAD_REQUEST, "MissingApiVersionParameter"),
             ResourceGroupNotFound(_) => (StatusCode::NOT_FOUND, "ResourceGroupNotFound"),
             ResourceNotFound { .. } | NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFound"),
             InvalidName(_) => (StatusCode::BAD_REQUEST, "InvalidResourceName"),

@@ -63,9 +63,7 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let query: BTreeMap<String, String> =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
-    if !query.contains_key("api-version") {
-        return Err(KvError::MissingApiVersion.into());
-    }
+    sim_core::arm::require_api_version(&query)?;
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());

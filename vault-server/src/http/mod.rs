@@ -123,9 +123,7 @@ async fn handle(
     }
     let query: BTreeMap<String, String> =
         serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
-    if !query.contains_key("api-version") {
-        return Err(VsError::MissingApiVersion.into());
-    }
+    sim_core::arm::require_api_version(&query)?;
     let lower_path = path.to_ascii_lowercase();
     if lower_path.contains("/providers/microsoft.keyvault") {
         if let Some(answer) = key_vault_here(state, &method, &lower_path, authorization).await? {
