@@ -90,6 +90,8 @@ struct UpArgs {
     /// what exists is left as it is). See the README's "Seeding" section.
     #[arg(long, env = "AZSIM_SEED")]
     seed: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    blobs: vault_server::blobs::BlobArgs,
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -109,6 +111,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             vault_server: ports.vault_server,
         },
         tls_names: args.common.tls_names.clone(),
+        blobs: args.blobs.azure().map_err(anyhow::Error::msg)?,
     })
     .await?;
     let published = target::StackFile {

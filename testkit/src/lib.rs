@@ -97,17 +97,32 @@ pub struct Options {
     pub ports: Ports,
     /// Extra names for the TLS certificate.
     pub tls_names: Vec<String>,
+    /// Backup data in Azure Blob Storage (or Azurite) instead of the storage above.
+    pub blobs: Option<vault_server::blobs::AzureBlobs>,
 }
 
 impl Default for Options {
-    /// In memory, loopback, free ports.
+    /// In memory, loopback, free ports. With `AZSIM_BLOB_URL` (and `AZSIM_BLOB_KEY` for an
+    /// account other than Azurite's) set, backup data goes to that Blob Storage, in
+    /// containers of this stack's own (`azsim-<8 hex>-…`): how CI runs the suites against
+    /// Azurite.
     fn default() -> Self {
+        let blobs = std::env::var("AZSIM_BLOB_URL").ok().map(|url| {
+            let prefix = format!("azsim-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            vault_server::blobs::AzureBlobs::from_url(
+                &url,
+                std::env::var("AZSIM_BLOB_KEY").ok(),
+                &prefix,
+            )
+            .unwrap_or_else(|e| panic!("AZSIM_BLOB_URL: {e}"))
+        });
         Options {
             storage: Storage::Memory,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             managed_identity_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ports: Ports::any(),
             tls_names: Vec::new(),
+            blobs,
         }
     }
 }
@@ -169,6 +184,7 @@ impl Stack {
                 keyvault_dns: Some(format!("vault.localhost:{keyvault_port}")),
                 managed_identity: Some(entra.managed_identity.url()),
                 keyvault_host: None,
+                blobs: options.blobs.clone(),
             },
         )
         .await?;

@@ -12,10 +12,9 @@
 //! are not referenced by any recovery point yet).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
+use crate::blobs::{BlobError, Blobs};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use sqlx::SqlitePool;
 
@@ -39,14 +38,10 @@ pub struct Collected {
     pub stored_bytes_after: u64,
 }
 
-fn storage(e: object_store::Error) -> VsError {
-    VsError::Upstream(format!("blob storage failed: {e}"))
-}
-
 /// Chunk ids the vault's recovery points reference (hex).
 async fn live_chunks(
     pool: &SqlitePool,
-    store: &Arc<dyn ObjectStore>,
+    store: &Blobs,
     vault_id: i64,
 ) -> Result<Option<HashSet<String>>> {
     let points: Vec<String> =
@@ -57,11 +52,11 @@ async fn live_chunks(
     let mut live = HashSet::new();
     for point in points {
         let path = ObjectPath::from(format!("manifests/{vault_id}/{point}.chunks"));
-        let bytes = match store.get(&path).await {
-            Ok(object) => object.bytes().await.map_err(storage)?,
+        let bytes = match store.get(&path, None).await {
+            Ok(bytes) => bytes,
             // Without a point's references nothing can be called garbage.
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(storage(e)),
+            Err(BlobError::NotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         for id in bytes.chunks_exact(32) {
             let id: [u8; 32] = id.try_into().expect("32 bytes");
@@ -72,11 +67,7 @@ async fn live_chunks(
 }
 
 /// Collects one vault's garbage.
-pub async fn collect(
-    pool: &SqlitePool,
-    store: &Arc<dyn ObjectStore>,
-    vault_id: i64,
-) -> Result<Collected> {
+pub async fn collect(pool: &SqlitePool, store: &Blobs, vault_id: i64) -> Result<Collected> {
     let mut report = Collected::default();
     let busy: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM jobs WHERE vault_id = ? AND operation = 'Backup' AND status = 'InProgress'",
@@ -132,39 +123,25 @@ pub async fn collect(
     Ok(report)
 }
 
-async fn delete_pack(
-    pool: &SqlitePool,
-    store: &Arc<dyn ObjectStore>,
-    vault_id: i64,
-    pack: &str,
-) -> Result<()> {
+async fn delete_pack(pool: &SqlitePool, store: &Blobs, vault_id: i64, pack: &str) -> Result<()> {
     // Rows first (its chunk rows go with it), then the object.
     sqlx::query("DELETE FROM packs WHERE vault_id = ? AND id = ?")
         .bind(vault_id)
         .bind(pack)
         .execute(pool)
         .await?;
-    match store.delete(&pack_path(vault_id, pack)).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(storage(e)),
-    }
+    Ok(store.delete(&pack_path(vault_id, pack)).await?)
 }
 
 /// Copies the live sealed chunks of `old` into a new pack and moves the index to it.
 async fn repack(
     pool: &SqlitePool,
-    store: &Arc<dyn ObjectStore>,
+    store: &Blobs,
     vault_id: i64,
     old: &str,
     live: &[(String, u64, u64, bool)],
 ) -> Result<()> {
-    let bytes = store
-        .get(&pack_path(vault_id, old))
-        .await
-        .map_err(storage)?
-        .bytes()
-        .await
-        .map_err(storage)?;
+    let bytes = store.get(&pack_path(vault_id, old), None).await?;
     let mut builder = PackBuilder::default();
     for (id, offset, length, _) in live {
         let blob = bytes
@@ -180,9 +157,8 @@ async fn repack(
     let index = backup_protocol::parse_index(&body).expect("a pack just built parses");
     let size = body.len() as i64;
     store
-        .put(&pack_path(vault_id, &new), PutPayload::from(body))
-        .await
-        .map_err(storage)?;
+        .put(&pack_path(vault_id, &new), bytes::Bytes::from(body))
+        .await?;
     let now: i64 =
         sqlx::query_scalar("SELECT uploaded_at FROM packs WHERE vault_id = ? AND id = ?")
             .bind(vault_id)
@@ -216,19 +192,11 @@ async fn repack(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    match store.delete(&pack_path(vault_id, old)).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(storage(e)),
-    }
+    Ok(store.delete(&pack_path(vault_id, old)).await?)
 }
 
 /// Pack objects no row names (left by a crash between writing an object and its rows).
-async fn delete_orphans(
-    pool: &SqlitePool,
-    store: &Arc<dyn ObjectStore>,
-    vault_id: i64,
-) -> Result<u64> {
-    use futures_util::TryStreamExt;
+async fn delete_orphans(pool: &SqlitePool, store: &Blobs, vault_id: i64) -> Result<u64> {
     let known: HashSet<String> =
         sqlx::query_scalar::<_, String>("SELECT id FROM packs WHERE vault_id = ?")
             .bind(vault_id)
@@ -237,11 +205,7 @@ async fn delete_orphans(
             .into_iter()
             .collect();
     let prefix = ObjectPath::from(format!("packs/{vault_id}"));
-    let objects: Vec<_> = store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(storage)?;
+    let objects = store.list(&prefix).await?;
     // An upload writes its object just before its rows: only objects older than any upload
     // can be orphans.
     let settled = chrono::Utc::now() - chrono::TimeDelta::minutes(10);
@@ -251,10 +215,8 @@ async fn delete_orphans(
             continue;
         };
         if !known.contains(id) && object.last_modified < settled {
-            match store.delete(&object.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => return Err(storage(e)),
-            }
+            store.delete(&object.location).await?;
+            deleted += 1;
         }
     }
     Ok(deleted)

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use backup_protocol::{ChunkLocation, Job, RecoveryPoint, is_hex_id, parse_index};
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 
+use crate::blobs::{BlobError, Blobs, Placement};
 use crate::error::{Result, VsError};
 use crate::vaults::Vault;
 
@@ -35,7 +35,7 @@ pub struct Machine {
 
 pub struct DataPlane {
     pool: SqlitePool,
-    store: Arc<dyn ObjectStore>,
+    blobs: Arc<Blobs>,
 }
 
 pub(crate) fn pack_path(vault_id: i64, id: &str) -> ObjectPath {
@@ -46,13 +46,9 @@ pub(crate) fn manifest_path(vault_id: i64, recovery_point: &str) -> ObjectPath {
     ObjectPath::from(format!("manifests/{vault_id}/{recovery_point}"))
 }
 
-fn storage(e: object_store::Error) -> VsError {
-    VsError::Upstream(format!("blob storage failed: {e}"))
-}
-
 impl DataPlane {
-    pub fn new(pool: SqlitePool, store: Arc<dyn ObjectStore>) -> Self {
-        DataPlane { pool, store }
+    pub fn new(pool: SqlitePool, blobs: Arc<Blobs>) -> Self {
+        DataPlane { pool, blobs }
     }
 
     /// The machine a token's app id belongs to.
@@ -190,10 +186,9 @@ impl DataPlane {
         if known.is_some() {
             return Ok(entries.len());
         }
-        self.store
-            .put(&pack_path(vault_id, id), PutPayload::from(body.clone()))
-            .await
-            .map_err(storage)?;
+        self.blobs
+            .put(&pack_path(vault_id, id), body.clone())
+            .await?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO packs (vault_id, id, size, uploaded_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
             .bind(vault_id)
@@ -243,11 +238,13 @@ impl DataPlane {
     }
 
     /// Bytes `[start, end)` of a pack.
+    /// `secondary`: read the paired region's copy (cross-region restore).
     pub async fn read_pack(
         &self,
         vault_id: i64,
         id: &str,
         range: Option<(u64, u64)>,
+        secondary: Option<&Placement>,
     ) -> Result<Bytes> {
         if !is_hex_id(id) {
             return Err(VsError::BadRequest(format!("'{id}' is not a pack id.")));
@@ -270,18 +267,17 @@ impl DataPlane {
             )));
         }
         let path = pack_path(vault_id, id);
-        let result = match range {
-            Some((start, end)) => self.store.get_range(&path, start..end).await,
-            None => match self.store.get(&path).await {
-                Ok(object) => object.bytes().await,
-                Err(e) => Err(e),
-            },
+        let range = range.map(|(start, end)| start..end);
+        let result = match secondary {
+            Some(placement) => self.blobs.get_secondary(placement, &path, range).await,
+            None => self.blobs.get(&path, range).await,
         };
         result.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => {
-                VsError::NotFound(format!("Pack {id} is not in this vault."))
-            }
-            other => storage(other),
+            BlobError::NotFound if secondary.is_some() => VsError::NotFound(format!(
+                "Pack {id} has not reached the secondary region yet; wait for replication."
+            )),
+            BlobError::NotFound => VsError::NotFound(format!("Pack {id} is not in this vault.")),
+            other => other.into(),
         })
     }
 
@@ -328,13 +324,9 @@ impl DataPlane {
                 missing[0]
             )));
         }
-        self.store
-            .put(
-                &manifest_path(vault.id, name),
-                PutPayload::from(manifest.clone()),
-            )
-            .await
-            .map_err(storage)?;
+        self.blobs
+            .put(&manifest_path(vault.id, name), manifest.clone())
+            .await?;
         // The referenced ids, 32 bytes each, for retention and garbage collection.
         let mut references = Vec::with_capacity(chunks.len() * 32);
         for chunk in chunks {
@@ -343,14 +335,15 @@ impl DataPlane {
             references.extend_from_slice(id.as_bytes());
         }
         let references_path = ObjectPath::from(format!("manifests/{}/{name}.chunks", vault.id));
-        self.store
-            .put(&references_path, PutPayload::from(references))
-            .await
-            .map_err(storage)?;
+        self.blobs
+            .put(&references_path, Bytes::from(references))
+            .await?;
+        // Every object this point needs was queued for the paired region at or before this.
+        let mark = self.blobs.mark().await?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO recovery_points (vault_id, container, item, name, created_at, expires_at, manifest_size, chunk_count, rule_name) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO recovery_points (vault_id, container, item, name, created_at, expires_at, manifest_size, chunk_count, rule_name, replication_mark) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(vault.id)
         .bind(container)
@@ -361,6 +354,7 @@ impl DataPlane {
         .bind(manifest.len() as i64)
         .bind(chunks.len() as i64)
         .bind(retention.rule())
+        .bind(mark)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -377,19 +371,26 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Recovery points of a container (all its items), newest first.
+    /// Recovery points of a container (all its items), newest first; with `secondary`,
+    /// only those whose every object has reached the paired region.
     pub async fn recovery_points(
         &self,
         vault_id: i64,
         container: &str,
+        secondary: bool,
     ) -> Result<Vec<RecoveryPoint>> {
+        let below = match secondary {
+            true => self.blobs.first_pending(vault_id).await?,
+            false => i64::MAX,
+        };
         let rows: Vec<PointRow> = sqlx::query_as(
             "SELECT r.name, r.item, p.friendly_name, r.created_at, r.expires_at, r.chunk_count, r.rule_name FROM recovery_points r \
              JOIN protected_items p ON p.vault_id = r.vault_id AND p.container = r.container AND p.name = r.item \
-             WHERE r.vault_id = ? AND r.container = ? ORDER BY r.created_at DESC, r.rowid DESC",
+             WHERE r.vault_id = ? AND r.container = ? AND r.replication_mark < ? ORDER BY r.created_at DESC, r.rowid DESC",
         )
         .bind(vault_id)
         .bind(container)
+        .bind(below)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -412,7 +413,14 @@ impl DataPlane {
             .collect())
     }
 
-    pub async fn manifest(&self, vault_id: i64, container: &str, name: &str) -> Result<Bytes> {
+    /// `secondary`: the paired region's copy (cross-region restore).
+    pub async fn manifest(
+        &self,
+        vault_id: i64,
+        container: &str,
+        name: &str,
+        secondary: Option<&Placement>,
+    ) -> Result<Bytes> {
         let known: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM recovery_points WHERE vault_id = ? AND container = ? AND name = ?",
         )
@@ -426,12 +434,22 @@ impl DataPlane {
                 "Recovery point {name} of server {container} was not found."
             )));
         }
-        let object = self
-            .store
-            .get(&manifest_path(vault_id, name))
-            .await
-            .map_err(storage)?;
-        object.bytes().await.map_err(storage)
+        let path = manifest_path(vault_id, name);
+        let result = match secondary {
+            Some(placement) => self.blobs.get_secondary(placement, &path, None).await,
+            None => self.blobs.get(&path, None).await,
+        };
+        result.map_err(|e| match e {
+            BlobError::NotFound => VsError::NotFound(format!(
+                "Recovery point {name} of server {container} is not in {} yet.",
+                if secondary.is_some() {
+                    "the secondary region"
+                } else {
+                    "storage"
+                }
+            )),
+            other => other.into(),
+        })
     }
 
     /// Starts a job; returns its id.

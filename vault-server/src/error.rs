@@ -68,6 +68,12 @@ pub enum VsError {
     RequestTimeout(String),
     #[error("{0}")]
     Upstream(String),
+    #[error(
+        "The region {0} is unavailable (a simulated regional outage): the vault's primary storage can be neither read nor written until the region is restored. A GeoRedundant vault with Cross Region Restore enabled can restore from its secondary region meanwhile."
+    )]
+    RegionUnavailable(String),
+    #[error("{0}")]
+    CrossRegionRestore(String),
     #[error("vault-server storage failed: {0}")]
     Storage(#[from] sqlx::Error),
 }
@@ -104,6 +110,11 @@ impl From<&VsError> for ApiError {
             Rbac(rbac) => return ApiError::from(rbac),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
+            RegionUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "RegionUnavailable"),
+            CrossRegionRestore(_) => (
+                StatusCode::BAD_REQUEST,
+                "UserErrorCrossRegionRestoreNotSupported",
+            ),
             // A constraint failure means the request named something that is gone (a server
             // unregistered meanwhile, say): the caller's problem, not an outage.
             Storage(sqlx::Error::Database(db))

@@ -14,7 +14,9 @@
 //! dispatch.
 
 pub mod arm;
+mod azure_container;
 pub mod backup;
+pub mod blobs;
 pub mod collect;
 pub mod credentials;
 pub mod dataplane;
@@ -68,6 +70,9 @@ pub struct Config {
     /// Where `*.localhost` Key Vault hosts (`kv1.vault.localhost`) are: loopback when
     /// `None`; a host name such as the keyvault-sim container's in docker-compose.
     pub keyvault_host: Option<String>,
+    /// Azure Blob Storage (or Azurite) for backup data; `None`: the data directory (or
+    /// memory).
+    pub blobs: Option<blobs::AzureBlobs>,
 }
 
 #[derive(Clone)]
@@ -104,12 +109,24 @@ impl VaultServer {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| sim_core::Error::Tls(e.to_string()))?;
-        let store = blob_store(storage)?;
+        let backend = match (&config.blobs, storage.data_dir()) {
+            (Some(azure), _) => blobs::Backend::Azure(azure.clone()),
+            (None, Some(dir)) => blobs::Backend::Local(dir.to_path_buf()),
+            (None, None) => blobs::Backend::Memory,
+        };
+        let store = blobs::Blobs::open(pool.clone(), clock.clone(), backend)
+            .await
+            .map_err(|e| sim_core::Error::Config(format!("blob storage: {e}")))?;
+        store
+            .prepare()
+            .await
+            .map_err(|e| sim_core::Error::Config(format!("blob storage: {e}")))?;
         let shared = Shared {
             vaults: vaults::Vaults::new(pool.clone(), clock.clone(), entra),
             backup: backup::Backup::new(pool.clone()),
             data: dataplane::DataPlane::new(pool.clone(), store.clone()),
-            lifecycle: lifecycle::Lifecycle::new(pool.clone(), store),
+            lifecycle: lifecycle::Lifecycle::new(pool.clone(), store.clone()),
+            blobs: store,
             passphrases: passphrase::PassphraseSaver::new(
                 &config.ca_pem,
                 config.managed_identity.clone(),
@@ -163,24 +180,6 @@ impl AdminHooks for VaultServer {
 }
 
 /// Where pack and manifest bodies live: `<data>/blobs` on disk, or memory.
-fn blob_store(storage: &Storage) -> Result<Arc<dyn object_store::ObjectStore>, sim_core::Error> {
-    match storage.data_dir() {
-        None => Ok(Arc::new(object_store::memory::InMemory::new())),
-        Some(dir) => {
-            let blobs = dir.join("blobs");
-            std::fs::create_dir_all(&blobs).map_err(|e| sim_core::Error::Io {
-                path: blobs.display().to_string(),
-                source: e,
-            })?;
-            let store =
-                object_store::local::LocalFileSystem::new_with_prefix(&blobs).map_err(|e| {
-                    sim_core::Error::Config(format!("blob store at {}: {e}", blobs.display()))
-                })?;
-            Ok(Arc::new(store))
-        }
-    }
-}
-
 pub struct Running {
     pub server: VaultServer,
     pub https: RunningServer,
@@ -215,6 +214,7 @@ pub async fn start(
     )
     .await?;
     spawn_sweeper(&server.state);
+    server.state.blobs.spawn_replicator();
     Ok(Running { server, https })
 }
 

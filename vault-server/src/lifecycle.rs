@@ -11,10 +11,10 @@
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::Value;
 use sqlx::SqlitePool;
 
+use crate::blobs::Blobs;
 use crate::collect::{self, Collected};
 use crate::dataplane::manifest_path;
 use crate::error::{Result, VsError};
@@ -28,7 +28,7 @@ pub const PIN_LIFETIME: i64 = 5 * 60;
 
 pub struct Lifecycle {
     pool: SqlitePool,
-    store: Arc<dyn ObjectStore>,
+    blobs: Arc<Blobs>,
     /// One sweep at a time (the timer and a read may meet).
     sweeping: tokio::sync::Mutex<()>,
 }
@@ -60,10 +60,10 @@ pub fn soft_delete_days(vault: &Vault) -> Option<i64> {
 }
 
 impl Lifecycle {
-    pub fn new(pool: SqlitePool, store: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(pool: SqlitePool, blobs: Arc<Blobs>) -> Self {
         Lifecycle {
             pool,
-            store,
+            blobs,
             sweeping: tokio::sync::Mutex::new(()),
         }
     }
@@ -425,7 +425,7 @@ impl Lifecycle {
                 manifest_path(vault_id, &point.name),
                 ObjectPath::from(format!("manifests/{vault_id}/{}.chunks", point.name)),
             ] {
-                if let Err(error) = self.store.delete(&path).await {
+                if let Err(error) = self.blobs.delete(&path).await {
                     tracing::warn!(%error, %path, "a deleted recovery point's object stays");
                 }
             }
@@ -473,13 +473,13 @@ impl Lifecycle {
         if due.is_empty() && expired.is_empty() {
             return Ok(Collected::default());
         }
-        collect::collect(&self.pool, &self.store, vault.id).await
+        collect::collect(&self.pool, &self.blobs, vault.id).await
     }
 
     /// Collects a vault's garbage now (the admin API's `collect`).
     pub async fn collect(&self, vault: &Vault) -> Result<Collected> {
         let _one = self.sweeping.lock().await;
-        collect::collect(&self.pool, &self.store, vault.id).await
+        collect::collect(&self.pool, &self.blobs, vault.id).await
     }
 
     /// Bytes of packs the vault stores.

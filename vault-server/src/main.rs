@@ -49,6 +49,8 @@ struct Args {
     /// (default: loopback). docker-compose sets it to the keyvault-sim service.
     #[arg(long, env = "AZSIM_KEYVAULT_HOST")]
     keyvault_host: Option<String>,
+    #[command(flatten)]
+    blobs: vault_server::blobs::BlobArgs,
 }
 
 #[tokio::main]
@@ -65,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         keyvault_dns: Some(args.keyvault_dns.clone()),
         managed_identity: Some(args.managed_identity_url.clone()),
         keyvault_host: args.keyvault_host.clone(),
+        blobs: args.blobs.azure().map_err(anyhow::Error::msg)?,
     };
     let running = vault_server::start(&runtime, args.common.bind, args.port, keys, config).await?;
     println!("vault-server listening on {}", running.https.url());

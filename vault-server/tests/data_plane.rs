@@ -58,13 +58,16 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
         "idempotent"
     );
 
-    let first = data.read_pack(vault.id, &id, Some((0, 12))).await.unwrap();
+    let first = data
+        .read_pack(vault.id, &id, Some((0, 12)), None)
+        .await
+        .unwrap();
     assert_eq!(&first[..], b"sealed bytes");
     let past = data
-        .read_pack(vault.id, &id, Some((0, body.len() as u64 + 1)))
+        .read_pack(vault.id, &id, Some((0, body.len() as u64 + 1)), None)
         .await;
     assert!(matches!(past, Err(VsError::BadRequest(m)) if m.contains("past the end")));
-    let unknown = data.read_pack(vault.id, &"c".repeat(64), None).await;
+    let unknown = data.read_pack(vault.id, &"c".repeat(64), None, None).await;
     assert!(matches!(unknown, Err(VsError::NotFound(_))));
     assert!(matches!(
         data.missing(vault.id, &["NOT-HEX".into()]).await,
@@ -120,7 +123,10 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
     .await
     .unwrap();
     assert_eq!(
-        &data.manifest(vault.id, "server1", "rp1").await.unwrap()[..],
+        &data
+            .manifest(vault.id, "server1", "rp1", None)
+            .await
+            .unwrap()[..],
         b"m"
     );
 }

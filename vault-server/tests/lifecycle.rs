@@ -265,26 +265,26 @@ async fn expired_points_are_collected_and_mostly_garbage_packs_are_repacked() {
     assert_ne!(new_pack, p1);
     let offset = located[0].offset;
     let bytes = data
-        .read_pack(vault.id, new_pack, Some((offset, offset + 100)))
+        .read_pack(vault.id, new_pack, Some((offset, offset + 100)), None)
         .await
         .unwrap();
     assert_eq!(&bytes[..], &blob_c[..], "the sealed bytes moved unchanged");
     assert_eq!(
         &data
-            .manifest(vault.id, "server-a", "rp-long")
+            .manifest(vault.id, "server-a", "rp-long", None)
             .await
             .unwrap()[..],
         b"m"
     );
     assert!(matches!(
-        data.manifest(vault.id, "server-a", "rp-short").await,
+        data.manifest(vault.id, "server-a", "rp-short", None).await,
         Err(vault_server::VsError::NotFound(_))
     ));
     // Nothing more to do, and the old packs are gone from storage.
     let again = state.lifecycle.collect(&vault).await.unwrap();
     assert_eq!((again.packs_deleted, again.packs_repacked), (0, 0));
-    assert!(data.read_pack(vault.id, &p1, None).await.is_err());
-    assert!(data.read_pack(vault.id, &p2, None).await.is_err());
+    assert!(data.read_pack(vault.id, &p1, None, None).await.is_err());
+    assert!(data.read_pack(vault.id, &p2, None, None).await.is_err());
 }
 
 async fn pin(t: &TestArm, token: &str) -> String {

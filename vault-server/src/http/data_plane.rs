@@ -13,10 +13,12 @@ use backup_protocol::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
 use sim_core::auth::Principal;
 
 use super::VsState;
 use crate::arm::{ok, parse_json};
+use crate::blobs::{Placement, Redundancy};
 use crate::dataplane::Machine;
 use crate::error::{Result, VsError};
 use crate::vaults::Vault;
@@ -70,6 +72,14 @@ pub async fn handle(
     };
     let vault = state.vaults.by_id(machine.vault_id).await?;
     let data = &state.data;
+    if let ["secondary", rest @ ..] = segments.as_slice() {
+        return secondary(state, &vault, &method, rest, headers, &body).await;
+    }
+    // The vault's primary region holds its data: in an outage only job records (kept by
+    // the service, not in regional storage) and the secondary-region reads above answer.
+    if state.blobs.is_down(&vault.location) && !matches!(segments.as_slice(), ["jobs", ..]) {
+        return Err(VsError::RegionUnavailable(vault.location.clone()));
+    }
     match (method.clone(), segments.as_slice()) {
         (Method::DELETE, ["register"]) => {
             super::unregister_server(state, &vault, &machine.container).await?;
@@ -92,7 +102,7 @@ pub async fn handle(
                 chunks,
             })
         }
-        (Method::GET, ["packs", id]) => read_pack(state, &vault, id, headers).await,
+        (Method::GET, ["packs", id]) => read_pack(state, &vault, id, headers, None).await,
         (Method::POST, ["items"]) => protect(state, &vault, &machine, &body, now).await,
         (Method::POST, ["jobs"]) => {
             let request: StartJob = parse_json(&body)?;
@@ -156,7 +166,7 @@ pub async fn handle(
         (Method::POST, ["recoveryPoints"]) => commit(state, &vault, &machine, &body, now).await,
         (Method::GET, ["servers", server, "recoveryPoints"]) => {
             state.lifecycle.sweep(&vault, now).await?;
-            let value = data.recovery_points(vault.id, server).await?;
+            let value = data.recovery_points(vault.id, server, false).await?;
             reply(&List { value })
         }
         (Method::GET, ["items"]) => items(state, &vault, &machine, now).await,
@@ -231,7 +241,7 @@ pub async fn handle(
             })
         }
         (Method::GET, ["servers", server, "recoveryPoints", name, "manifest"]) => {
-            let manifest = data.manifest(vault.id, server, name).await?;
+            let manifest = data.manifest(vault.id, server, name, None).await?;
             Ok((
                 [(header::CONTENT_TYPE, "application/octet-stream")],
                 manifest,
@@ -245,13 +255,104 @@ pub async fn handle(
     }
 }
 
+/// `/backup/v1/secondary/…`: cross-region restore, reading the paired region's copies —
+/// recovery points whose objects have all been replicated there, their manifests, chunk
+/// locations and pack ranges. Only for a GeoRedundant vault with Cross Region Restore on.
+async fn secondary(
+    state: &VsState,
+    vault: &Vault,
+    method: &Method,
+    segments: &[&str],
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response> {
+    let placement = cross_region_restore(state, vault).await?;
+    let data = &state.data;
+    match (method.clone(), segments) {
+        (Method::GET, ["servers", server, "recoveryPoints"]) => {
+            let value = data.recovery_points(vault.id, server, true).await?;
+            reply(&List { value })
+        }
+        (Method::GET, ["servers", server, "recoveryPoints", name, "manifest"]) => {
+            let replicated = data
+                .recovery_points(vault.id, server, true)
+                .await?
+                .iter()
+                .any(|p| p.name == *name);
+            if !replicated {
+                return Err(VsError::NotFound(format!(
+                    "Recovery point {name} of server {server} has not reached the secondary region {} yet (or does not exist).",
+                    placement.secondary.as_deref().unwrap_or_default()
+                )));
+            }
+            let manifest = data
+                .manifest(vault.id, server, name, Some(&placement))
+                .await?;
+            Ok((
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                manifest,
+            )
+                .into_response())
+        }
+        (Method::POST, ["chunks", "locate"]) => {
+            let request: ChunkIds = parse_json(body)?;
+            let chunks = data.locate(vault.id, &request.ids).await?;
+            reply(&LocateResponse { chunks })
+        }
+        (Method::GET, ["packs", id]) => {
+            read_pack(state, vault, id, headers, Some(&placement)).await
+        }
+        _ => Err(VsError::NoRoute {
+            method: method.to_string(),
+            path: format!("/backup/v1/secondary/{}", segments.join("/")),
+        }),
+    }
+}
+
+/// The vault's placement when it may restore from its secondary region, else Azure's
+/// refusal.
+async fn cross_region_restore(state: &VsState, vault: &Vault) -> Result<Placement> {
+    let placement = state
+        .blobs
+        .placement(vault.id)
+        .await?
+        .ok_or_else(|| VsError::NotFound(format!("Vault {} was not found.", vault.name)))?;
+    if placement.redundancy != Redundancy::Geo {
+        return Err(VsError::CrossRegionRestore(format!(
+            "Cross Region Restore is supported only for vaults with GeoRedundant storage; vault {} is {}.",
+            vault.name,
+            match placement.redundancy {
+                Redundancy::Local => "LocallyRedundant",
+                _ => "ZoneRedundant",
+            }
+        )));
+    }
+    let properties = Value::Object(vault.properties());
+    let enabled =
+        properties["redundancySettings"]["crossRegionRestore"].as_str() == Some("Enabled");
+    if !enabled {
+        return Err(VsError::CrossRegionRestore(format!(
+            "Cross Region Restore is not enabled for vault {}: enable it in the vault's Backup Configuration (redundancySettings.crossRegionRestore = Enabled).",
+            vault.name
+        )));
+    }
+    if let Some(region) = placement.secondary.as_deref()
+        && state.blobs.is_down(region)
+    {
+        return Err(VsError::RegionUnavailable(region.to_string()));
+    }
+    Ok(placement)
+}
+
 /// Body limit per route: packs are large, commits carry a manifest, the rest is small JSON.
 fn body_limit(method: &Method, segments: &[&str]) -> usize {
     const KIB: usize = 1024;
     match (method, segments) {
         (&Method::PUT, ["packs", _]) => crate::dataplane::MAX_PACK_BYTES,
         (&Method::POST, ["recoveryPoints"]) => 128 * 1024 * KIB,
-        (&Method::POST, ["chunks", _]) => 4 * 1024 * KIB,
+        (&Method::POST, ["chunks", _]) | (&Method::POST, ["secondary", "chunks", _]) => {
+            4 * 1024 * KIB
+        }
         (&Method::PATCH, ["jobs", _]) => 256 * KIB,
         (&Method::POST, ["register"]) => 64 * KIB,
         _ => 16 * KIB,
@@ -468,13 +569,14 @@ async fn read_pack(
     vault: &Vault,
     id: &str,
     headers: &HeaderMap,
+    secondary: Option<&Placement>,
 ) -> Result<Response> {
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(parse_range)
         .transpose()?;
-    let bytes = state.data.read_pack(vault.id, id, range).await?;
+    let bytes = state.data.read_pack(vault.id, id, range, secondary).await?;
     let status = if range.is_some() {
         StatusCode::PARTIAL_CONTENT
     } else {

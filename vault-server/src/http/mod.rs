@@ -33,6 +33,8 @@ pub struct Shared {
     pub backup: Backup,
     pub data: crate::dataplane::DataPlane,
     pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Backup data by region and zone; replication; regional outages.
+    pub blobs: Arc<crate::blobs::Blobs>,
     pub passphrases: crate::passphrase::PassphraseSaver,
     pub arm_verifier: Arc<TokenVerifier>,
     pub admin_verifier: Arc<TokenVerifier>,
