@@ -39,10 +39,19 @@ pub struct Agent {
 
 impl Agent {
     pub fn open(home: &Home, progress: bool) -> Result<Arc<Agent>> {
+        Agent::open_in(home, progress, false)
+    }
+
+    /// With `secondary_region`, recovery points and restores read the vault's paired
+    /// region (cross-region restore).
+    pub fn open_in(home: &Home, progress: bool, secondary_region: bool) -> Result<Arc<Agent>> {
         let (config, registration) = home.registration()?;
         let http = http_client(config.ca_file.as_deref(), config.proxy.as_deref())?;
         let identity = CertIdentity::of_registration(&registration, home.machine_key()?);
-        let vault = VaultClient::new(Service::new(http, &registration.service_url, identity));
+        let mut vault = VaultClient::new(Service::new(http, &registration.service_url, identity));
+        if secondary_region {
+            vault = vault.in_secondary_region();
+        }
         let sealer = Sealer::new(&home.master_key()?);
         Ok(Arc::new(Agent {
             progress,

@@ -87,6 +87,10 @@ pub enum Command {
         /// other's data with the passphrase).
         #[arg(long)]
         from_server: Option<String>,
+        /// Only the points that have reached the vault's secondary region (what a
+        /// cross-region restore can use).
+        #[arg(long)]
+        secondary_region: bool,
     },
     /// List the entries of a recovery point.
     Ls {
@@ -129,6 +133,10 @@ pub enum Command {
         /// The passphrase of the server whose backup is restored (checked when given).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Restore from the vault's secondary region (cross-region restore: a GeoRedundant
+        /// vault with Cross Region Restore enabled; works while the primary region is down).
+        #[arg(long)]
+        secondary_region: bool,
     },
     /// The retention policy of a protected folder (MARS: Schedule Backup → Select
     /// Retention Policy).

@@ -298,7 +298,13 @@ impl Service {
             let outcome = build().bearer_auth(token).send().await;
             let transient = match &outcome {
                 Err(e) => e.is_connect() || e.is_request() || e.is_timeout(),
-                Ok(r) => matches!(r.status().as_u16(), 502..=504),
+                // A region in outage stays down: no point waiting for it here.
+                Ok(r) => {
+                    matches!(r.status().as_u16(), 502..=504)
+                        && r.headers()
+                            .get("x-ms-error-code")
+                            .is_none_or(|c| c != "RegionUnavailable")
+                }
             };
             if transient && attempt < RETRIES {
                 tokio::time::sleep(pause).await;

@@ -193,8 +193,11 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             return Ok(if warned { 1 } else { 0 });
         }
-        Command::RecoveryPoints { from_server } => {
-            let agent = Agent::open(&home, !json_output)?;
+        Command::RecoveryPoints {
+            from_server,
+            secondary_region,
+        } => {
+            let agent = Agent::open_in(&home, !json_output, secondary_region)?;
             let server = from_server.unwrap_or_else(|| agent.registration.server_name.clone());
             let points = agent.recovery_points(&server).await?;
             let (value, human) = agent::output::recovery_points(&points);
@@ -238,8 +241,9 @@ async fn run(cli: Cli) -> Result<i32> {
             on_conflict,
             from_server,
             passphrase_file,
+            secondary_region,
         } => {
-            let agent = Agent::open(&home, !json_output)?;
+            let agent = Agent::open_in(&home, !json_output, secondary_region)?;
             let (server, sealer) = agent
                 .source(from_server, passphrase_file.as_deref())
                 .await?;

@@ -16,11 +16,33 @@ use crate::error::Result;
 
 pub struct VaultClient {
     service: Service,
+    /// Read recovery points, manifests, chunk locations and packs from the vault's
+    /// secondary region (cross-region restore).
+    secondary: bool,
 }
 
 impl VaultClient {
     pub fn new(service: Service) -> Self {
-        VaultClient { service }
+        VaultClient {
+            service,
+            secondary: false,
+        }
+    }
+
+    /// The same client reading from the vault's secondary region.
+    pub fn in_secondary_region(self) -> Self {
+        VaultClient {
+            secondary: true,
+            ..self
+        }
+    }
+
+    /// `route`, or its secondary-region twin.
+    fn read(&self, route: String) -> String {
+        match self.secondary {
+            true => routes::secondary(&route),
+            false => route,
+        }
     }
 
     /// The signed-in connection (its clock, whether a sign-in succeeded).
@@ -62,7 +84,7 @@ impl VaultClient {
     pub async fn locate(&self, ids: Vec<String>) -> Result<Vec<ChunkLocation>> {
         let answer: LocateResponse = self
             .service
-            .post(routes::CHUNKS_LOCATE, &ChunkIds { ids })
+            .post(&self.read(routes::CHUNKS_LOCATE.into()), &ChunkIds { ids })
             .await?;
         Ok(answer.chunks)
     }
@@ -74,7 +96,7 @@ impl VaultClient {
     /// Bytes `[start, end)` of a pack.
     pub async fn read_pack(&self, pack: &str, start: u64, end: u64) -> Result<Bytes> {
         self.service
-            .get_bytes(&routes::pack(pack), Some((start, end)))
+            .get_bytes(&self.read(routes::pack(pack)), Some((start, end)))
             .await
     }
 
@@ -181,15 +203,17 @@ impl VaultClient {
     }
 
     pub async fn recovery_points(&self, server: &str) -> Result<Vec<RecoveryPoint>> {
-        let answer: List<RecoveryPoint> =
-            self.service.get(&routes::recovery_points(server)).await?;
+        let answer: List<RecoveryPoint> = self
+            .service
+            .get(&self.read(routes::recovery_points(server)))
+            .await?;
         Ok(answer.value)
     }
 
     /// A recovery point's sealed manifest.
     pub async fn manifest(&self, server: &str, recovery_point: &str) -> Result<Bytes> {
         self.service
-            .get_bytes(&routes::manifest(server, recovery_point), None)
+            .get_bytes(&self.read(routes::manifest(server, recovery_point)), None)
             .await
     }
 }

@@ -450,3 +450,95 @@ async fn kill_9_of_vault_server_during_repacks_loses_nothing_live() {
     }
     stack.stop().await;
 }
+
+/// Relative paths of the objects under a store directory. object_store's local store
+/// writes through a staging file (`name#N`) renamed into place; one a kill leaves behind is
+/// not an object (object_store does not list it).
+fn store_objects(store: &std::path::Path) -> Vec<std::path::PathBuf> {
+    if !store.exists() {
+        return Vec::new();
+    }
+    let mut found: Vec<_> = files_under(store)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains('#'))
+        .map(|p| p.strip_prefix(store).unwrap().to_path_buf())
+        .collect();
+    found.sort();
+    found
+}
+
+impl ProcessStack {
+    async fn admin(&self, method: reqwest::Method, path: &str) -> Value {
+        let token = self.token("api://azsim/.default").await;
+        let response = self
+            .http
+            .request(method, format!("https://localhost:{}{path}", self.port))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    async fn pending_replication(&self) -> i64 {
+        let status = self.admin(reqwest::Method::GET, "/admin/regions").await;
+        status["vaults"][0]["replication"]["objects"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_vault_server_during_replication_loses_nothing() {
+    let mut stack = ProcessStack::start().await;
+    // The vault is GeoRedundant (the default): West Europe copies to North Europe. Hold
+    // replication back with an outage of North Europe, so the backup fills the queue.
+    stack
+        .admin(reqwest::Method::PUT, "/admin/regions/northeurope/outage")
+        .await;
+    let data = stack.dir.path().join("data");
+    make_data(&data);
+    let out = stack
+        .machine
+        .run(&["backup", "--include", data.to_str().unwrap()])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let queued = stack.pending_replication().await;
+    assert!(queued > 0, "the queue holds the backup's objects");
+
+    // North Europe comes back; replication starts and the server is killed (-9) while it
+    // runs, then again after the restart.
+    stack
+        .admin(reqwest::Method::DELETE, "/admin/regions/northeurope/outage")
+        .await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    stack.kill_and_restart();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    stack.kill_and_restart();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stack.pending_replication().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replication never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let primary = store_objects(&stack.state.join("blobs"));
+    let secondary = store_objects(&stack.state.join("regions/northeurope"));
+    assert!(primary.len() as i64 >= queued, "{primary:?}");
+    assert_eq!(primary, secondary, "every object reached the secondary");
+    for path in &primary {
+        assert_eq!(
+            std::fs::read(stack.state.join("blobs").join(path)).unwrap(),
+            std::fs::read(stack.state.join("regions/northeurope").join(path)).unwrap(),
+            "{path:?} is whole in the secondary"
+        );
+    }
+    stack.stop().await;
+}

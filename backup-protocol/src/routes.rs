@@ -54,9 +54,28 @@ pub fn policy(name: &str) -> String {
     format!("{PREFIX}/policies/{}", segment(name))
 }
 
+/// The same read in the vault's secondary (paired) region, for cross-region restore:
+/// recovery points, manifests, chunk locations and pack ranges
+/// (`/backup/v1/x` → `/backup/v1/secondary/x`).
+pub fn secondary(route: &str) -> String {
+    match route.strip_prefix(PREFIX) {
+        Some(rest) => format!("{PREFIX}/secondary{rest}"),
+        None => route.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secondary_routes_sit_under_their_prefix() {
+        assert_eq!(secondary(&pack("ab")), "/backup/v1/secondary/packs/ab");
+        assert_eq!(
+            secondary(CHUNKS_LOCATE),
+            "/backup/v1/secondary/chunks/locate"
+        );
+    }
 
     #[test]
     fn user_segments_are_encoded() {

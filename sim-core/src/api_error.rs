@@ -60,6 +60,11 @@ impl IntoResponse for ApiError {
         };
         let body = Json(body);
         let mut response = (self.status, body).into_response();
+        // Azure names the error in a header too, so a client can tell a lasting refusal
+        // (e.g. RegionUnavailable) from a brief one without reading the body.
+        if let Ok(code) = axum::http::HeaderValue::from_str(&self.code) {
+            response.headers_mut().insert("x-ms-error-code", code);
+        }
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }

@@ -210,6 +210,13 @@ pub struct Blobs {
     wake: tokio::sync::Notify,
 }
 
+/// `West Europe` → `westeurope` (as vaults may store their location either way).
+fn canonical(location: &str) -> String {
+    sim_core::arm::region(location)
+        .map(str::to_string)
+        .unwrap_or_else(|| location.to_ascii_lowercase())
+}
+
 /// The vault id of an object path (`packs/{vault}/…`, `manifests/{vault}/…`).
 fn vault_of(path: &ObjectPath) -> Option<i64> {
     let mut parts = path.parts();
@@ -314,7 +321,7 @@ impl Blobs {
             let setting = properties["redundancySettings"]["standardTierStorageRedundancy"]
                 .as_str()
                 .unwrap_or("GeoRedundant");
-            let region = region.to_ascii_lowercase();
+            let region = canonical(&region);
             Placement {
                 vault_id,
                 secondary: sim_core::arm::paired_region(&region).map(str::to_string),
@@ -335,7 +342,7 @@ impl Blobs {
         self.outages
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&region.to_ascii_lowercase())
+            .contains(&canonical(region))
     }
 
     fn check_up(&self, region: &str) -> Result<(), BlobError> {
@@ -625,7 +632,7 @@ impl Blobs {
 
     /// Starts or ends a simulated outage of `region`.
     pub async fn set_outage(&self, region: &str, down: bool) -> Result<(), BlobError> {
-        let region = region.to_ascii_lowercase();
+        let region = canonical(region);
         match down {
             true => {
                 sqlx::query(

@@ -146,7 +146,8 @@ impl VaultServer {
         })
     }
 
-    /// ARM, plus `/health`, `/ca.pem`, `/admin/{clock,reset}` and `/admin/roleAssignments`.
+    /// ARM, plus `/health`, `/ca.pem`, `/admin/{clock,reset}`, `/admin/roleAssignments` and
+    /// `/admin/regions`.
     pub fn router(&self, ca_pem: String) -> Router {
         let plane = AdminPlane {
             service: "vault-server",
@@ -157,6 +158,7 @@ impl VaultServer {
         };
         http::router(self.state.clone())
             .merge(sim_core::admin::router(plane))
+            .merge(http::regions_admin_router(self.state.clone()))
             .merge(sim_core::rbac::admin_router(
                 self.state.roles.clone(),
                 self.state.admin_verifier.clone(),

@@ -2,6 +2,8 @@
 //! and dispatch of case-insensitive paths to the handlers in [`resources`] and [`vault`].
 
 mod data_plane;
+mod regions;
+pub use regions::admin_router as regions_admin_router;
 mod resources;
 mod vault;
 
