@@ -158,7 +158,10 @@ async fn refusal(response: reqwest::Response) -> AgentError {
         "InvalidCertificate" => AgentError::Credentials(message),
         "ServerNotRegistered" => unregistered(),
         _ if status == reqwest::StatusCode::NOT_FOUND => AgentError::NotFound(message),
-        _ => AgentError::Service(format!("vault-server refused ({status}): {message}")),
+        "" => AgentError::Service(format!("vault-server refused ({status}): {message}")),
+        _ => AgentError::Service(format!(
+            "vault-server refused ({status}, {code}): {message}"
+        )),
     }
 }
 

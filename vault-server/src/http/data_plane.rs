@@ -13,12 +13,11 @@ use backup_protocol::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::Value;
 use sim_core::auth::Principal;
 
 use super::VsState;
 use crate::arm::{ok, parse_json};
-use crate::blobs::{Placement, Redundancy};
+use crate::blobs::Placement;
 use crate::dataplane::Machine;
 use crate::error::{Result, VsError};
 use crate::vaults::Vault;
@@ -266,7 +265,7 @@ async fn secondary(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response> {
-    let placement = cross_region_restore(state, vault).await?;
+    let placement = super::crr::allowed(state, vault).await?;
     let data = &state.data;
     match (method.clone(), segments) {
         (Method::GET, ["servers", server, "recoveryPoints"]) => {
@@ -307,41 +306,6 @@ async fn secondary(
             path: format!("/backup/v1/secondary/{}", segments.join("/")),
         }),
     }
-}
-
-/// The vault's placement when it may restore from its secondary region, else Azure's
-/// refusal.
-async fn cross_region_restore(state: &VsState, vault: &Vault) -> Result<Placement> {
-    let placement = state
-        .blobs
-        .placement(vault.id)
-        .await?
-        .ok_or_else(|| VsError::NotFound(format!("Vault {} was not found.", vault.name)))?;
-    if placement.redundancy != Redundancy::Geo {
-        return Err(VsError::CrossRegionRestore(format!(
-            "Cross Region Restore is supported only for vaults with GeoRedundant storage; vault {} is {}.",
-            vault.name,
-            match placement.redundancy {
-                Redundancy::Local => "LocallyRedundant",
-                _ => "ZoneRedundant",
-            }
-        )));
-    }
-    let properties = Value::Object(vault.properties());
-    let enabled =
-        properties["redundancySettings"]["crossRegionRestore"].as_str() == Some("Enabled");
-    if !enabled {
-        return Err(VsError::CrossRegionRestore(format!(
-            "Cross Region Restore is not enabled for vault {}: enable it in the vault's Backup Configuration (redundancySettings.crossRegionRestore = Enabled).",
-            vault.name
-        )));
-    }
-    if let Some(region) = placement.secondary.as_deref()
-        && state.blobs.is_down(region)
-    {
-        return Err(VsError::RegionUnavailable(region.to_string()));
-    }
-    Ok(placement)
 }
 
 /// Body limit per route: packs are large, commits carry a manifest, the rest is small JSON.

@@ -1,6 +1,7 @@
 //! The ARM endpoint: authentication, `api-version`, correlation ids, Key Vault forwarding,
 //! and dispatch of case-insensitive paths to the handlers in [`resources`] and [`vault`].
 
+mod crr;
 mod data_plane;
 mod regions;
 pub use regions::admin_router as regions_admin_router;
@@ -266,6 +267,40 @@ async fn dispatch(state: &VsState, call: &ArmCall, bearer: &str) -> Result<Respo
             _,
             "checknameavailability",
         ] => vault::check_name(state, call).await,
+        [
+            "subscriptions",
+            _,
+            "providers",
+            "microsoft.recoveryservices",
+            "locations",
+            _,
+            "backupaadproperties",
+        ] if call.method == Method::GET => {
+            authorize(
+                state,
+                call,
+                "Microsoft.RecoveryServices/locations/backupAadProperties/read",
+            )
+            .await?;
+            crr::aad_properties(call, call.segment(5)).await
+        }
+        [
+            "subscriptions",
+            _,
+            "providers",
+            "microsoft.recoveryservices",
+            "locations",
+            _,
+            "backupcrrjobs",
+        ] if call.method == Method::POST => {
+            authorize(
+                state,
+                call,
+                "Microsoft.RecoveryServices/locations/backupCrrJobs/action",
+            )
+            .await?;
+            crr::jobs(state, call).await
+        }
         [
             "subscriptions",
             _,

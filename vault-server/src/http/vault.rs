@@ -109,6 +109,10 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
             super::unregister_server(state, &vault, arg(3)).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
+        // The passive stamp (cross-region restore) asks with a trailing slash.
+        ["backupprotecteditems"] if m == Method::GET && call.path.ends_with('/') => {
+            super::crr::items(state, call, &vault).await
+        }
         ["backupprotecteditems"] if m == Method::GET => items(state, call, &vault, None).await,
         ["backupsecuritypin"] if m == Method::POST => {
             let (pin, expires) = state
@@ -155,6 +159,17 @@ pub async fn dispatch(state: &VsState, call: &ArmCall) -> Result<Response> {
             "protecteditems",
             _,
         ] if m == Method::PUT => update_item(state, call, &vault, arg(3), arg(5)).await,
+        [
+            "backupfabrics",
+            "azure",
+            "protectioncontainers",
+            _,
+            "protecteditems",
+            _,
+            "recoverypoints",
+        ] if m == Method::GET && call.path.ends_with('/') => {
+            super::crr::recovery_points(state, call, &vault, arg(3), arg(5)).await
+        }
         [
             "backupfabrics",
             "azure",
