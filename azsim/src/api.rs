@@ -133,6 +133,18 @@ impl Endpoints {
         }
     }
 
+    /// A call to a service's admin API that must succeed; its JSON answer.
+    pub async fn admin_call(&self, method: Method, url: &str) -> anyhow::Result<Value> {
+        let (status, value) = self.call(method.clone(), url, ADMIN_SCOPE, None).await?;
+        if !status.is_success() {
+            bail!(
+                "{method} {url} was refused ({status}): {}",
+                error_message(&value)
+            );
+        }
+        Ok(value)
+    }
+
     /// A service's admin-plane upsert (e.g. `/admin/roleAssignments/{objectId}`).
     pub async fn admin_put(&self, url: &str, body: &Value) -> anyhow::Result<()> {
         let (status, value) = self.call(Method::PUT, url, ADMIN_SCOPE, Some(body)).await?;

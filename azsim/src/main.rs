@@ -12,6 +12,7 @@ mod container;
 mod demo;
 mod env;
 mod hosts;
+mod region;
 mod seed;
 mod target;
 mod vault_credentials;
@@ -58,6 +59,8 @@ enum Command {
     Tls(container::TlsArgs),
     /// Check that services answer `/health` (a container health check).
     Health(container::HealthArgs),
+    /// Simulated regional outages and replication status (`status`, `outage R`, `restore R`).
+    Region(region::RegionArgs),
 }
 
 /// A request that could not be sent, with what usually fixes it.
@@ -209,6 +212,7 @@ async fn main() {
         Command::Seed(args) => seed::run(args).await,
         Command::Tls(args) => container::tls(args),
         Command::Health(args) => container::health(args).await,
+        Command::Region(args) => region::run(args).await,
         Command::Clock(args) => clock::run(args).await,
         Command::VaultCredentials(args) => vault_credentials::run(args).await,
         Command::Demo(args) => demo::run(args).await,

@@ -428,6 +428,35 @@ fn one_stack_per_data_directory_found_by_its_settings_file_and_seeded_idempotent
         "{first}"
     );
 
+    // Regions: an outage is listed and lifted; the seeded LRS vault shows its placement.
+    stdout_of(&azsim(&[
+        "region",
+        "outage",
+        "westeurope",
+        "--data-dir",
+        dir,
+    ]));
+    let status: Value =
+        serde_json::from_str(&stdout_of(&azsim(&["region", "--json", "--data-dir", dir]))).unwrap();
+    assert_eq!(status["outages"], json!(["westeurope"]), "{status}");
+    let seeded = status["vaults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "ci-vault")
+        .unwrap();
+    assert_eq!(seeded["redundancy"], "LocallyRedundant");
+    assert_eq!(seeded["secondaryRegion"], "northeurope");
+    stdout_of(&azsim(&[
+        "region",
+        "restore",
+        "westeurope",
+        "--data-dir",
+        dir,
+    ]));
+    let out = azsim(&["region", "outage", "atlantis", "--data-dir", dir]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("atlantis"));
+
     // A graceful stop withdraws the settings file and frees the directory.
     let pid = stack.child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
