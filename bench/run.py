@@ -7,9 +7,13 @@ full restore (verified with diff -r), stored size, peak RSS. Page cache warm for
 tools (the data set is read once before the first step). Prints a table with the
 agent/restic ratios.
 
-Usage: bench/run.py [--work DIR] [--data DIR]
+Usage: bench/run.py [--work DIR] [--data DIR] [--redundancy LocallyRedundant|GeoRedundant|ZoneRedundant]
   --work  scratch directory (default: a new temporary directory)
   --data  an existing generated data set to reuse (default: generate one under --work)
+  --redundancy  the vault's storage redundancy (default LocallyRedundant: one copy, as
+          restic's repository is). GeoRedundant also reports the replication lag: the most
+          objects/bytes waiting during the initial backup and how long after it the paired
+          region caught up; ZoneRedundant writes three copies before each upload returns.
 Needs: restic (apt-get install restic), /usr/bin/time, python3.
 """
 import argparse
@@ -59,10 +63,57 @@ def curl_json(*args):
     return json.loads(out) if out.strip() else None
 
 
+class ReplicationWatch:
+    """Samples vault-server's /admin/regions while the initial backup runs (GRS)."""
+
+    def __init__(self, ca, arm):
+        import json
+        import ssl
+        import threading
+        import urllib.parse
+        import urllib.request
+        self.context = ssl.create_default_context(cafile=ca)
+        form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": ADMIN_ID,
+                                       "client_secret": ADMIN_SECRET, "scope": "api://azsim/.default"}).encode()
+        token_url = f"https://localhost:{PORTS['entra']}/{TENANT}/oauth2/v2.0/token"
+        with urllib.request.urlopen(token_url, data=form, context=self.context) as r:
+            token = json.load(r)["access_token"]
+        self.request = urllib.request.Request(f"{arm}/admin/regions", headers={"Authorization": f"Bearer {token}"})
+        self.most_objects = self.most_bytes = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    def pending(self):
+        import json
+        import urllib.request
+        with urllib.request.urlopen(self.request, context=self.context) as r:
+            vault = json.load(r)["vaults"][0]["replication"]
+        return vault["objects"], vault["bytes"]
+
+    def sample(self):
+        while not self.stop.is_set():
+            objects, size = self.pending()
+            self.most_objects, self.most_bytes = max(self.most_objects, objects), max(self.most_bytes, size)
+            time.sleep(0.1)
+
+    def report(self):
+        ended = time.monotonic()
+        while self.pending()[0] > 0:
+            time.sleep(0.05)
+        caught_up = time.monotonic() - ended
+        self.stop.set()
+        self.thread.join()
+        print(f"GRS replication: at most {self.most_objects} objects / {self.most_bytes / 2**20:.0f} MiB waiting "
+              f"during the initial backup; the paired region caught up {caught_up:.2f} s after it ended")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--work")
     parser.add_argument("--data")
+    parser.add_argument("--redundancy", default="LocallyRedundant",
+                        choices=["LocallyRedundant", "GeoRedundant", "ZoneRedundant"])
     args = parser.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="azsim-bench-")
     os.makedirs(work, exist_ok=True)
@@ -101,7 +152,8 @@ def main():
         auth = ["--cacert", ca, "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json"]
         curl_json(*auth, "-X", "PUT", f"{base}?api-version=2025-04-01", "-d", '{"location":"westeurope"}')
         curl_json(*auth, "-X", "PUT", f"{base}/providers/Microsoft.RecoveryServices/vaults/bench?api-version=2026-11-01",
-                  "-d", '{"location":"westeurope","properties":{}}')
+                  "-d", '{"location":"westeurope","properties":{"redundancySettings":'
+                        f'{{"standardTierStorageRedundancy":"{args.redundancy}"}}}}}}')
         credentials = os.path.join(work, "bench.VaultCredentials")
         sh([azsim_bin, "vault-credentials", "-g", "bench", "-v", "bench", "-o", credentials, "--data-dir", state,
             "--entra-port", str(PORTS["entra"]), "--vault-server-port", str(PORTS["arm"])], stdout=subprocess.DEVNULL)
@@ -117,7 +169,10 @@ def main():
             "--server-name", "bench"], stdout=subprocess.DEVNULL)
         results = {"agent": {}, "restic": {}}
         warm(data)
+        lag = ReplicationWatch(ca, arm) if args.redundancy == "GeoRedundant" else None
         results["agent"]["B1"] = timed([*agent, "backup", "--include", data])
+        if lag:
+            lag.report()
         results["agent"]["B2"] = timed([*agent, "backup", "--include", data])
         sh([sys.executable, SHARED, "mutate", "--root", data], stdout=subprocess.DEVNULL)
         warm(data)

@@ -660,6 +660,21 @@ impl Blobs {
         Ok(())
     }
 
+    /// Forgets every outage and queued copy (the admin reset: the vaults are gone too).
+    pub async fn reset(&self) -> Result<(), BlobError> {
+        sqlx::query("DELETE FROM replication_queue")
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM region_outages")
+            .execute(&self.pool)
+            .await?;
+        self.outages
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
+    }
+
     pub fn outages(&self) -> Vec<String> {
         let mut list: Vec<String> = self
             .outages

@@ -174,6 +174,7 @@ impl AdminHooks for VaultServer {
     async fn reset(&self) -> Result<(), String> {
         let pool = &self.state.pool;
         groups::reset(pool).await.map_err(|e| e.to_string())?;
+        self.state.blobs.reset().await.map_err(|e| e.to_string())?;
         self.state.roles.reset().await.map_err(|e| e.to_string())?;
         groups::seed_default(pool, self.state.clock.unix())
             .await
@@ -181,7 +182,6 @@ impl AdminHooks for VaultServer {
     }
 }
 
-/// Where pack and manifest bodies live: `<data>/blobs` on disk, or memory.
 pub struct Running {
     pub server: VaultServer,
     pub https: RunningServer,
