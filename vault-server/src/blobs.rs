@@ -68,7 +68,7 @@ fn not_found(error: object_store::Error) -> BlobError {
 }
 
 /// Azure Blob Storage (or Azurite) as the backend: one container per store.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AzureBlobs {
     /// `http://127.0.0.1:10000/devstoreaccount1` (Azurite, path style) or
     /// `https://{account}.blob.core.windows.net`.
@@ -77,6 +77,18 @@ pub struct AzureBlobs {
     pub key: String,
     /// Container names start with it: `{prefix}-primary`, `{prefix}-northeurope`, …
     pub container_prefix: String,
+}
+
+/// Never prints the account key.
+impl std::fmt::Debug for AzureBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureBlobs")
+            .field("endpoint", &self.endpoint)
+            .field("account", &self.account)
+            .field("key", &"<redacted>")
+            .field("container_prefix", &self.container_prefix)
+            .finish()
+    }
 }
 
 /// Azurite's documented development account key.
@@ -735,5 +747,9 @@ mod tests {
             .is_err()
         );
         assert!(AzureBlobs::from_url("not a url", None, "x").is_err());
+        assert!(
+            !format!("{azure:?}").contains("a2V5"),
+            "the key is never printed"
+        );
     }
 }
