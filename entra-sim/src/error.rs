@@ -18,8 +18,13 @@ pub enum EntraError {
     MalformedRequest(String),
     #[error("The endpoint only accepts POST requests. Received a {0} request.")]
     PostOnly(String),
-    #[error("The app requested an unsupported grant type '{0}'. Use 'client_credentials'.")]
+    #[error(
+        "The app requested an unsupported grant type '{0}'. Use 'client_credentials' (apps) or 'authorization_code' (interactive sign-in)."
+    )]
     UnsupportedGrantType(String),
+    /// An authorization code that cannot be redeemed (AADSTS code, message).
+    #[error("{1}")]
+    InvalidGrant(u32, String),
     #[error(
         "Tenant '{0}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
     )]
@@ -86,6 +91,7 @@ impl EntraError {
             MalformedRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", 90023),
             PostOnly(_) => (StatusCode::BAD_REQUEST, "invalid_request", 900561),
             UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003),
+            InvalidGrant(code, _) => (StatusCode::BAD_REQUEST, "invalid_grant", *code),
             TenantNotFound(_) => (StatusCode::BAD_REQUEST, "invalid_request", 90002),
             TenantRequired(_) => (StatusCode::BAD_REQUEST, "invalid_request", 50059),
             ApplicationNotFound { .. } => (StatusCode::BAD_REQUEST, "unauthorized_client", 700016),

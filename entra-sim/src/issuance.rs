@@ -51,6 +51,8 @@ struct Subject<'a> {
     /// `appidacr`: "1" secret, "2" certificate or managed identity.
     app_id_acr: &'static str,
     mi_resource_id: Option<&'a str>,
+    /// A signed-in user (interactive sign-in), else an app or managed identity.
+    user: Option<&'a crate::interactive::User>,
 }
 
 #[derive(Serialize)]
@@ -77,6 +79,12 @@ struct AccessTokenClaims<'a> {
     xms_cc: Option<[&'static str; 1]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     xms_mirid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upn: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scp: Option<&'static str>,
 }
 
 #[derive(Clone)]
@@ -139,6 +147,7 @@ impl TokenIssuer {
             app_id: &client.app_id,
             app_id_acr,
             mi_resource_id: None,
+            user: None,
         };
         self.mint(&subject, &resource, roles, request.capabilities_requested)
     }
@@ -175,9 +184,26 @@ impl TokenIssuer {
             app_id: &identity.client_id,
             app_id_acr: "2",
             mi_resource_id: Some(&identity.resource_id),
+            user: None,
         };
         let token = self.mint(&subject, &resource, roles, false)?;
         Ok((token, identity))
+    }
+
+    /// A user's token from a redeemed authorization code (delegated: `scp`, no app roles).
+    pub async fn user_token(&self, grant: &crate::interactive::Grant) -> Result<IssuedToken> {
+        let resource = resources::resource_from_scope(&grant.scope)?;
+        let resource = resources::resolve(&self.directory, &grant.tenant_id, &resource).await?;
+        let subject = Subject {
+            tenant_id: &grant.tenant_id,
+            object_id: &grant.user.object_id,
+            app_id: &grant.client_id,
+            // A public client: no client authentication.
+            app_id_acr: "0",
+            mi_resource_id: None,
+            user: Some(&grant.user),
+        };
+        self.mint(&subject, &resource, Vec::new(), false)
     }
 
     fn mint(
@@ -199,7 +225,11 @@ impl TokenIssuer {
             appid: subject.app_id,
             appidacr: subject.app_id_acr,
             idp: &issuer,
-            idtyp: "app",
+            idtyp: if subject.user.is_some() {
+                "user"
+            } else {
+                "app"
+            },
             oid: subject.object_id,
             rh: format!("0.{}.", opaque()),
             roles,
@@ -209,6 +239,9 @@ impl TokenIssuer {
             ver: "1.0",
             xms_cc: cae.then_some(["CP1"]),
             xms_mirid: subject.mi_resource_id,
+            upn: subject.user.map(|u| u.upn.as_str()),
+            name: subject.user.map(|u| u.name.as_str()),
+            scp: subject.user.map(|_| "user_impersonation"),
         };
         Ok(IssuedToken {
             access_token: self.keys.sign(&claims)?,

@@ -17,6 +17,7 @@ pub mod assertion;
 pub mod directory;
 pub mod error;
 pub mod http;
+pub mod interactive;
 pub mod issuance;
 pub mod resources;
 pub mod signing;
@@ -72,6 +73,7 @@ impl EntraSim {
                     clock,
                 },
                 admin_verifier,
+                sign_ins: Default::default(),
             },
         })
     }

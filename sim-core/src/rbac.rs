@@ -205,14 +205,16 @@ impl Roles {
         Ok(removed > 0)
     }
 
-    /// Makes the admin app Owner of the well-known subscription.
+    /// Makes the admin app and the admin user Owners of the well-known subscription.
     pub async fn seed(&self) -> Result<(), sqlx::Error> {
-        self.assign(
-            well_known::SUBSCRIPTION_ID,
+        for owner in [
             well_known::ADMIN_OBJECT_ID,
-            Role::Owner,
-        )
-        .await
+            well_known::ADMIN_USER_OBJECT_ID,
+        ] {
+            self.assign(well_known::SUBSCRIPTION_ID, owner, Role::Owner)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Drops every assignment, then seeds again.

@@ -41,3 +41,15 @@ pub const DEFAULT_KEY_VAULT: &str = "azsim";
 pub const ADMIN_OBJECT_ID: &str = "a2e0c0de-5e11-4a55-9a2e-00000000001a";
 /// Port of keyvault-sim's management plane (`Microsoft.KeyVault/vaults` over ARM paths).
 pub const KEYVAULT_MANAGEMENT_PORT: u16 = 10014;
+
+/// The well-known admin user (interactive sign-in: the portal), Owner of the subscription.
+pub const ADMIN_USER: &str = "admin@azsim.onmicrosoft.com";
+/// Its password.
+pub const ADMIN_USER_PASSWORD: &str = "azsim~DevAdminPassword.000000000000000000";
+/// Its object id (`oid` of its tokens).
+pub const ADMIN_USER_OBJECT_ID: &str = "a2e0c0de-5e11-4a55-9a2e-00000000001c";
+/// Client id of the well-known public client that signs users in: the azsim portal.
+pub const PORTAL_CLIENT_ID: &str = "a2e0c0de-5e11-4a55-9a2e-00000000000c";
+/// The one redirect path the portal client may use (any `https://` origin: the simulator is
+/// reached as localhost, 127.0.0.1 or a compose name alike).
+pub const PORTAL_REDIRECT_PATH: &str = "/portal/signin";

@@ -2,6 +2,7 @@
 //! translate requests into calls on the directory and the token issuer.
 
 mod admin_api;
+mod authorize;
 mod discovery;
 mod managed_identity;
 mod oauth;
@@ -22,6 +23,8 @@ use crate::issuance::TokenIssuer;
 #[derive(Clone)]
 pub struct EntraState {
     pub issuer: TokenIssuer,
+    /// Authorization codes of interactive sign-ins, until redeemed.
+    pub sign_ins: Arc<crate::interactive::SignIns>,
     /// Verifies admin-plane tokens (entra-sim checks its own keys in-process).
     pub admin_verifier: Arc<TokenVerifier>,
 }
@@ -38,6 +41,10 @@ pub fn router(state: EntraState) -> Router {
         .route(
             "/{tenant}/oauth2/v2.0/token",
             post(oauth::token_v2).get(oauth::token_v2),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(authorize::page).post(authorize::sign_in),
         )
         .route(
             "/{tenant}/oauth2/token",

@@ -1,6 +1,6 @@
 //! `POST /{tenant}/oauth2/v2.0/token` and the v1 `POST /{tenant}/oauth2/token`: the
 //! client-credentials grant with a client secret (form body or HTTP Basic) or a client
-//! assertion. Errors use Entra's OAuth body (see `EntraError::oauth_response`).
+//! assertion, and (v2) the authorization-code grant with PKCE of an interactive sign-in. Errors use Entra's OAuth body (see `EntraError::oauth_response`).
 
 use std::collections::HashMap;
 
@@ -93,6 +93,23 @@ async fn issue(
         .ok_or(EntraError::MissingParameter("grant_type"))?;
     // Entra resolves the tenant before anything else.
     let tenant = state.issuer.tenant(&tenant).await?;
+    if grant_type == "authorization_code" && endpoint == Endpoint::V2 {
+        let field = |name: &'static str| form.get(name).ok_or(EntraError::MissingParameter(name));
+        let grant = state.sign_ins.redeem(
+            field("code")?,
+            field("client_id")?,
+            field("redirect_uri")?,
+            field("code_verifier")?,
+            state.issuer.clock.unix(),
+        )?;
+        if grant.tenant_id != tenant.id {
+            return Err(EntraError::InvalidGrant(
+                50020,
+                "The authorization code was issued by another tenant.".into(),
+            ));
+        }
+        return state.issuer.user_token(&grant).await;
+    }
     if grant_type != "client_credentials" {
         return Err(EntraError::UnsupportedGrantType(grant_type.clone()));
     }
