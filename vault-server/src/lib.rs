@@ -28,6 +28,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod passphrase;
 pub mod policy;
+mod portal;
 pub mod retention;
 pub mod settings;
 pub mod vaults;
@@ -159,6 +160,7 @@ impl VaultServer {
         http::router(self.state.clone())
             .merge(sim_core::admin::router(plane))
             .merge(http::regions_admin_router(self.state.clone()))
+            .merge(portal::router(self.state.clone()))
             .merge(sim_core::rbac::admin_router(
                 self.state.roles.clone(),
                 self.state.admin_verifier.clone(),

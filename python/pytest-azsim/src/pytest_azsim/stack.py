@@ -19,6 +19,9 @@ ADMIN_CLIENT_SECRET = "azsim~DevAdminSecret.0000000000000000000000"
 ADMIN_OBJECT_ID = "a2e0c0de-5e11-4a55-9a2e-00000000001a"
 HOST_IDENTITY_CLIENT_ID = "a2e0c0de-5e11-4a55-9a2e-00000000000b"
 IDENTITY_HEADER = "azsim-identity-header"
+# The well-known interactive user (the portal's sign-in).
+ADMIN_USER = "admin@azsim.onmicrosoft.com"
+ADMIN_USER_PASSWORD = "azsim~DevAdminPassword.000000000000000000"
 
 _PORT_FLAGS = ["--entra-port", "--mi-port", "--keyvault-port", "--keyvault-mgmt-port", "--vault-server-port"]
 _real_getaddrinfo = socket.getaddrinfo

@@ -1,0 +1,142 @@
+"""The portal in a real browser (Debian's chromium, headless, driven over WebDriver): sign in
+through entra-sim (authorization code + PKCE), create a resource group and a vault (the name
+rules first), switch to LRS, turn on the vault's identity, download vault credentials and
+register a real mars-agent with them, back up, and see the server, the item, the recovery
+point and the job appear; changing redundancy is then refused. A screenshot of each step
+goes to target/portal-screenshots/."""
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from pytest_azsim import ADMIN_USER_PASSWORD, azsim_binary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHOTS = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "portal-screenshots")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800",
+                 # The simulator's development CA is not in the browser's store.
+                 "--ignore-certificate-errors"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "downloads"),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")),
+                              options=options)
+    driver.implicitly_wait(5)
+    os.makedirs(SHOTS, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def shot(driver, name, at=None):
+    """A screenshot of the page's top, or of the part from element id `at` down."""
+    if at:
+        driver.execute_script("document.getElementById(arguments[0]).scrollIntoView()", at)
+    else:
+        driver.execute_script("window.scrollTo(0, 0)")
+    driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+
+
+def wait_for(condition, seconds=30):
+    deadline = time.time() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_a_presenter_creates_a_vault_registers_an_agent_and_watches_the_backup(azsim, browser, tmp_path):
+    driver = browser
+    driver.get(f"{azsim.arm_url}/portal")
+    # No session: the portal sends the browser to entra-sim's sign-in page.
+    assert "/oauth2/v2.0/authorize" in driver.current_url
+    assert "code_challenge_method=S256" in driver.current_url
+    shot(driver, "01-sign-in")
+    driver.find_element(By.ID, "password").send_keys("a wrong password")
+    driver.find_element(By.ID, "sign-in").click()
+    assert "AADSTS50126" in driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    driver.find_element(By.ID, "password").send_keys(ADMIN_USER_PASSWORD)
+    driver.find_element(By.ID, "sign-in").click()
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Recovery Services vaults", driver.current_url
+    shot(driver, "02-vaults")
+
+    group, vault = f"portal-rg-{uuid.uuid4().hex[:6]}", f"portal-vault-{uuid.uuid4().hex[:6]}"
+    driver.find_element(By.ID, "new_resource_group").send_keys(group)
+    driver.find_element(By.ID, "name").send_keys("1-starts-with-a-digit")
+    Select(driver.find_element(By.ID, "location")).select_by_value("westeurope")
+    driver.find_element(By.ID, "create").click()
+    notice = driver.find_element(By.ID, "notice").text
+    assert "1-starts-with-a-digit" in notice, notice
+    shot(driver, "03-name-rules")
+    name = driver.find_element(By.ID, "name")
+    name.clear()
+    name.send_keys(vault)
+    driver.find_element(By.ID, "create").click()
+    assert driver.find_element(By.TAG_NAME, "h1").text.startswith(vault)
+    assert driver.find_element(By.ID, "redundancy").text == "GeoRedundant"
+
+    Select(driver.find_element(By.ID, "redundancy-select")).select_by_value("LocallyRedundant")
+    driver.find_element(By.ID, "save-redundancy").click()
+    assert driver.find_element(By.ID, "notice").text == "Saved."
+    assert driver.find_element(By.ID, "redundancy").text == "LocallyRedundant"
+    Select(driver.find_element(By.ID, "identity-select")).select_by_value("on")
+    driver.find_element(By.ID, "save-identity").click()
+    assert "System assigned, principal" in driver.find_element(By.ID, "identity").text
+    shot(driver, "04-vault-properties")
+
+    driver.find_element(By.ID, "download-credentials").click()
+    downloads = tmp_path / "downloads"
+    credentials = wait_for(lambda: [p for p in downloads.glob("*.VaultCredentials")] if downloads.exists() else None)[0]
+    assert "<ResourceName>" + vault in credentials.read_text()
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "slides.txt").write_text("the demo's slides\n" * 500)
+    (tmp_path / "passphrase").write_text("portal demo passphrase 0123456789")
+    agent = [os.path.join(os.path.dirname(azsim_binary()), "mars-agent"), "--home", str(tmp_path / "home")]
+    run = lambda *args: subprocess.run([*agent, *args], check=True, capture_output=True, text=True, timeout=120)
+    run("install", "--cache-dir", str(tmp_path / "cache"), "--ca-file", azsim.ca_path)
+    run("register", "--vault-credentials", str(credentials), "--passphrase-file", str(tmp_path / "passphrase"),
+        "--server-name", "demo-server")
+    run("backup", "--include", str(data))
+
+    driver.refresh()
+    servers = driver.find_element(By.ID, "servers").text
+    assert "demo-server" in servers
+    assert str(data) in driver.find_element(By.ID, "items").text
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#items li.point")) == 1
+    jobs = driver.find_element(By.ID, "jobs").text
+    assert "Backup" in jobs and "Completed" in jobs
+    # Items are protected: the replication type is fixed now, and the page says why.
+    assert not driver.find_element(By.ID, "redundancy-select").is_enabled()
+    assert "cannot be changed once items are protected" in driver.find_element(By.ID, "backup-configuration").text
+    shot(driver, "05-backed-up")
+    shot(driver, "06-backup-infrastructure", at="servers")
+
+    Select(driver.find_element(By.ID, "operation")).select_by_value("Restore")
+    driver.find_element(By.CSS_SELECTOR, "#job-filter button").click()
+    assert "No jobs." in driver.find_element(By.ID, "jobs").text
+
+    # The refusal comes from ARM too, for a client that tries anyway.
+    from azure.identity import ClientSecretCredential
+    from azure.mgmt.recoveryservices import RecoveryServicesClient
+    from azure.core.exceptions import HttpResponseError
+    cred = ClientSecretCredential(azsim.tenant_id, azsim.client_id, azsim.client_secret, authority=azsim.entra_url,
+                                  disable_instance_discovery=True)
+    client = RecoveryServicesClient(cred, azsim.subscription_id, base_url=azsim.arm_url)
+    with pytest.raises(HttpResponseError):
+        client.vaults.begin_update(group, vault, {"properties": {"redundancySettings": {
+            "standardTierStorageRedundancy": "GeoRedundant"}}}).result()
