@@ -110,6 +110,43 @@ fn objects(store: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// A machine registered to a new vault with `redundancy`, and a folder of data for it.
+async fn machine_on(stack: &Stack, vault: &str, redundancy: &str) -> (Machine, PathBuf) {
+    stack.vault(vault).await;
+    stack
+        .patch_vault(
+            vault,
+            json!({"redundancySettings": {"standardTierStorageRedundancy": redundancy}}),
+        )
+        .await;
+    let credentials = stack
+        .credentials(vault, &format!("{vault}.VaultCredentials"))
+        .await;
+    let passphrase = stack.write("passphrase", common::PASSPHRASE);
+    let machine = stack.machine("server1").await;
+    let out = machine.register(&credentials, &passphrase).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let data = stack.dir.path().join("data");
+    make_data(&data);
+    (machine, data)
+}
+
+/// Restores `point` into a new directory; the restored copy of the backed-up folder.
+async fn restore(machine: &Machine, stack: &Stack, point: &str, extra: &[&str]) -> PathBuf {
+    let target = stack.dir.path().join(format!("restored-{point}"));
+    let mut args = vec!["restore", point, "--target", target.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = machine.run(&args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    files_under(&target)
+        .into_iter()
+        .find(|p| p.ends_with("notes.txt"))
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 async fn backup(machine: &Machine, data: &Path) -> String {
     let answer = machine
         .json(&["backup", "--include", data.to_str().unwrap()])
@@ -182,25 +219,8 @@ async fn grs_replicates_and_restores_across_regions_during_an_outage() {
         .json(&["recovery-points", "--secondary-region"])
         .await;
     assert!(listed.to_string().contains(&point), "{listed}");
-    let target = stack.dir.path().join("restored");
-    let out = machine
-        .run(&[
-            "restore",
-            &point,
-            "--target",
-            target.to_str().unwrap(),
-            "--secondary-region",
-        ])
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
+    let restored_root = restore(&machine, &stack, &point, &["--secondary-region"]).await;
     std::fs::remove_file(data.join("new.txt")).unwrap();
-    let restored_root = files_under(&target)
-        .into_iter()
-        .find(|p| p.ends_with("notes.txt"))
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
     assert_eq!(tree(&restored_root), tree(&data));
 
     // Back up again once the region is back.
@@ -222,25 +242,7 @@ async fn grs_replicates_and_restores_across_regions_during_an_outage() {
 async fn lrs_keeps_one_copy_and_refuses_cross_region_restore() {
     let state = tempfile::tempdir().unwrap();
     let stack = start_on(Storage::Disk(state.path().to_path_buf())).await;
-    stack.vault("local").await;
-    stack
-        .patch_vault(
-            "local",
-            json!({"redundancySettings": {"standardTierStorageRedundancy": "LocallyRedundant"}}),
-        )
-        .await;
-    let credentials = stack.credentials("local", "local.VaultCredentials").await;
-    let passphrase = stack.write("passphrase", common::PASSPHRASE);
-    let machine = stack.machine("server1").await;
-    assert!(
-        machine
-            .register(&credentials, &passphrase)
-            .await
-            .status
-            .success()
-    );
-    let data = stack.dir.path().join("data");
-    make_data(&data);
+    let (machine, data) = machine_on(&stack, "local", "LocallyRedundant").await;
     let point = backup(&machine, &data).await;
     assert!(
         objects(&state.path().join("regions")).is_empty(),
@@ -276,25 +278,7 @@ async fn lrs_keeps_one_copy_and_refuses_cross_region_restore() {
 async fn zrs_survives_the_loss_of_a_zone() {
     let state = tempfile::tempdir().unwrap();
     let stack = start_on(Storage::Disk(state.path().to_path_buf())).await;
-    stack.vault("zonal").await;
-    stack
-        .patch_vault(
-            "zonal",
-            json!({"redundancySettings": {"standardTierStorageRedundancy": "ZoneRedundant"}}),
-        )
-        .await;
-    let credentials = stack.credentials("zonal", "zonal.VaultCredentials").await;
-    let passphrase = stack.write("passphrase", common::PASSPHRASE);
-    let machine = stack.machine("server1").await;
-    assert!(
-        machine
-            .register(&credentials, &passphrase)
-            .await
-            .status
-            .success()
-    );
-    let data = stack.dir.path().join("data");
-    make_data(&data);
+    let (machine, data) = machine_on(&stack, "zonal", "ZoneRedundant").await;
     let point = backup(&machine, &data).await;
 
     // Three copies, in three zones of West Europe, written before the backup returned.
@@ -311,18 +295,7 @@ async fn zrs_survives_the_loss_of_a_zone() {
     // Zone 1 is lost: every object of this vault there disappears.
     std::fs::remove_dir_all(state.path().join("blobs/packs")).unwrap();
     std::fs::remove_dir_all(state.path().join("blobs/manifests")).unwrap();
-    let target = stack.dir.path().join("restored");
-    let out = machine
-        .run(&["restore", &point, "--target", target.to_str().unwrap()])
-        .await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    let restored_root = files_under(&target)
-        .into_iter()
-        .find(|p| p.ends_with("notes.txt"))
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let restored_root = restore(&machine, &stack, &point, &[]).await;
     assert_eq!(tree(&restored_root), tree(&data));
     stack.kit.shutdown().await;
 }
