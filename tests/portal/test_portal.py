@@ -13,7 +13,8 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from pytest_azsim import ADMIN_USER_PASSWORD, azsim_binary
 
@@ -48,6 +49,18 @@ def shot(driver, name, at=None):
     driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
 
 
+def text_of(driver, by, value):
+    return driver.find_element(by, value).text
+
+
+def click_and_wait(driver, element_id, condition):
+    """Clicks, then waits for the next page to satisfy `condition(driver)` (the old page's
+    elements go stale while it loads)."""
+    driver.find_element(By.ID, element_id).click()
+    return WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException, NoSuchElementException]) \
+        .until(condition)
+
+
 def wait_for(condition, seconds=30):
     deadline = time.time() + seconds
     while True:
@@ -66,35 +79,29 @@ def test_a_presenter_creates_a_vault_registers_an_agent_and_watches_the_backup(a
     assert "code_challenge_method=S256" in driver.current_url
     shot(driver, "01-sign-in")
     driver.find_element(By.ID, "password").send_keys("a wrong password")
-    driver.find_element(By.ID, "sign-in").click()
-    assert "AADSTS50126" in driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    click_and_wait(driver, "sign-in", lambda d: "AADSTS50126" in text_of(d, By.CSS_SELECTOR, "[role=alert]"))
     driver.find_element(By.ID, "password").send_keys(ADMIN_USER_PASSWORD)
-    driver.find_element(By.ID, "sign-in").click()
-    assert driver.find_element(By.TAG_NAME, "h1").text == "Recovery Services vaults", driver.current_url
+    click_and_wait(driver, "sign-in", lambda d: text_of(d, By.TAG_NAME, "h1") == "Recovery Services vaults")
     shot(driver, "02-vaults")
 
     group, vault = f"portal-rg-{uuid.uuid4().hex[:6]}", f"portal-vault-{uuid.uuid4().hex[:6]}"
     driver.find_element(By.ID, "new_resource_group").send_keys(group)
     driver.find_element(By.ID, "name").send_keys("1-starts-with-a-digit")
     Select(driver.find_element(By.ID, "location")).select_by_value("westeurope")
-    driver.find_element(By.ID, "create").click()
-    notice = driver.find_element(By.ID, "notice").text
+    notice = click_and_wait(driver, "create", lambda d: text_of(d, By.ID, "notice"))
     assert "1-starts-with-a-digit" in notice, notice
     shot(driver, "03-name-rules")
     name = driver.find_element(By.ID, "name")
     name.clear()
     name.send_keys(vault)
-    driver.find_element(By.ID, "create").click()
-    assert driver.find_element(By.TAG_NAME, "h1").text.startswith(vault)
+    click_and_wait(driver, "create", lambda d: text_of(d, By.TAG_NAME, "h1").startswith(vault))
     assert driver.find_element(By.ID, "redundancy").text == "GeoRedundant"
 
     Select(driver.find_element(By.ID, "redundancy-select")).select_by_value("LocallyRedundant")
-    driver.find_element(By.ID, "save-redundancy").click()
-    assert driver.find_element(By.ID, "notice").text == "Saved."
+    click_and_wait(driver, "save-redundancy", lambda d: text_of(d, By.ID, "notice") == "Saved.")
     assert driver.find_element(By.ID, "redundancy").text == "LocallyRedundant"
     Select(driver.find_element(By.ID, "identity-select")).select_by_value("on")
-    driver.find_element(By.ID, "save-identity").click()
-    assert "System assigned, principal" in driver.find_element(By.ID, "identity").text
+    click_and_wait(driver, "save-identity", lambda d: "System assigned, principal" in text_of(d, By.ID, "identity"))
     shot(driver, "04-vault-properties")
 
     driver.find_element(By.ID, "download-credentials").click()
@@ -114,6 +121,8 @@ def test_a_presenter_creates_a_vault_registers_an_agent_and_watches_the_backup(a
     run("backup", "--include", str(data))
 
     driver.refresh()
+    WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: "demo-server" in text_of(d, By.ID, "servers"))
     servers = driver.find_element(By.ID, "servers").text
     assert "demo-server" in servers
     assert str(data) in driver.find_element(By.ID, "items").text
@@ -127,8 +136,8 @@ def test_a_presenter_creates_a_vault_registers_an_agent_and_watches_the_backup(a
     shot(driver, "06-backup-infrastructure", at="servers")
 
     Select(driver.find_element(By.ID, "operation")).select_by_value("Restore")
-    driver.find_element(By.CSS_SELECTOR, "#job-filter button").click()
-    assert "No jobs." in driver.find_element(By.ID, "jobs").text
+    click_and_wait(driver, "filter-jobs", lambda d: "operation=Restore" in d.current_url
+                   and "No jobs." in text_of(d, By.ID, "jobs"))
 
     # The refusal comes from ARM too, for a client that tries anyway.
     from azure.identity import ClientSecretCredential

@@ -287,7 +287,7 @@ pub fn vault(
                         option value=(value) selected[operation == Some(value)] { @if value.is_empty() { "All" } @else { (value) } }
                     }
                 }
-                button.primary type="submit" { "Filter" }
+                button.primary type="submit" id="filter-jobs" { "Filter" }
                 p.hint { "This page refreshes every 30 seconds." }
             }
             table id="jobs" aria-label="Backup jobs" {
