@@ -2,14 +2,18 @@
 through entra-sim (authorization code + PKCE), create a resource group and a vault (the name
 rules first), switch to LRS, turn on the vault's identity, download vault credentials and
 register a real mars-agent with them, back up, and see the server, the item, the recovery
-point and the job appear; changing redundancy is then refused. A screenshot of each step
+point and the job appear; changing redundancy is then refused; soft-delete retention, Key
+Vault access for the vault's identity, and deleting (unregistering) the server. A screenshot of each step
 goes to target/portal-screenshots/."""
+import json
 import os
 import subprocess
 import time
 import uuid
 
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.keyvault import KeyVaultManagementClient
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -135,17 +139,41 @@ def test_a_presenter_creates_a_vault_registers_an_agent_and_watches_the_backup(a
     shot(driver, "05-backed-up")
     shot(driver, "06-backup-infrastructure", at="servers")
 
+    # Soft delete's retention, and Key Vault access for the vault's identity (a Key Vault
+    # seeded for the demo).
+    days = driver.find_element(By.ID, "soft-delete-days")
+    days.clear()
+    days.send_keys("30")
+    click_and_wait(driver, "save-soft-delete", lambda d: text_of(d, By.ID, "notice") == "Saved.")
+    assert driver.find_element(By.ID, "soft-delete-days").get_attribute("value") == "30"
+    key_vault = f"portalkv{uuid.uuid4().hex[:6]}"
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps({"keyVaults": [{"resourceGroup": group, "name": key_vault, "location": "westeurope"}]}))
+    azsim.run("seed", str(seed))
+    driver.refresh()
+    Select(driver.find_element(By.ID, "key-vault-select")).select_by_visible_text(key_vault)
+    click_and_wait(driver, "grant-key-vault", lambda d: text_of(d, By.ID, "notice") == "Saved.")
+    shot(driver, "07-key-vault-access", at="key-vault-form")
+
     Select(driver.find_element(By.ID, "operation")).select_by_value("Restore")
     click_and_wait(driver, "filter-jobs", lambda d: "operation=Restore" in d.current_url
                    and "No jobs." in text_of(d, By.ID, "jobs"))
 
+    # The vault identity may now set secrets in that Key Vault.
+    admin = azsim.credential()
+    principal = driver.find_element(By.ID, "identity").text.rsplit(" ", 1)[1]
+    policies = KeyVaultManagementClient(admin, azsim.subscription_id, base_url=azsim.arm_url) \
+        .vaults.get(group, key_vault).properties.access_policies
+    assert any(p.object_id == principal and "set" in p.permissions.secrets for p in policies)
+
     # The refusal comes from ARM too, for a client that tries anyway.
-    from azure.identity import ClientSecretCredential
-    from azure.mgmt.recoveryservices import RecoveryServicesClient
-    from azure.core.exceptions import HttpResponseError
-    cred = ClientSecretCredential(azsim.tenant_id, azsim.client_id, azsim.client_secret, authority=azsim.entra_url,
-                                  disable_instance_discovery=True)
-    client = RecoveryServicesClient(cred, azsim.subscription_id, base_url=azsim.arm_url)
     with pytest.raises(HttpResponseError):
-        client.vaults.begin_update(group, vault, {"properties": {"redundancySettings": {
+        azsim.recovery_services_client().vaults.begin_update(group, vault, {"properties": {"redundancySettings": {
             "standardTierStorageRedundancy": "GeoRedundant"}}}).result()
+
+    # Backup Infrastructure › Delete: the server is unregistered.
+    click_and_wait(driver, "delete-server-demo-server", lambda d: "was unregistered" in text_of(d, By.ID, "notice"))
+    assert "No server registered yet." in driver.find_element(By.ID, "servers").text
+    refused = subprocess.run([*agent, "backup", "--include", str(data)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0, "the unregistered agent can no longer back up"
+

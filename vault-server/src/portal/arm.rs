@@ -67,6 +67,10 @@ impl Arm {
         self.call(Method::PUT, path, Some(body)).await
     }
 
+    pub async fn delete(&self, path: &str) -> Result<(), String> {
+        self.call(Method::DELETE, path, None).await.map(|_| ())
+    }
+
     pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, String> {
         self.call(Method::PATCH, path, Some(body)).await
     }

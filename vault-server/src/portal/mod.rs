@@ -64,6 +64,10 @@ pub fn router(state: VsState) -> Router {
             "/portal/vaults/{group}/{vault}/credentials",
             get(credentials),
         )
+        .route(
+            "/portal/vaults/{group}/{vault}/servers/{server}/delete",
+            post(delete_server),
+        )
         .with_state(portal)
 }
 
@@ -402,6 +406,13 @@ async fn render_vault(
         .get(&format!("{path}/backupJobs"))
         .await
         .unwrap_or_default();
+    let key_vaults = arm
+        .get(&format!(
+            "{}/providers/Microsoft.KeyVault/vaults",
+            arm::subscription()
+        ))
+        .await
+        .unwrap_or_default();
     let mut points = Vec::new();
     for item in items["value"].as_array().into_iter().flatten() {
         let id = item["id"].as_str().unwrap_or_default();
@@ -419,11 +430,14 @@ async fn render_vault(
     }
     let jobs = pages::filter_jobs(&jobs, filter.status.as_deref(), filter.operation.as_deref());
     page(pages::vault(
-        group,
-        &vault,
-        &servers,
-        &points,
-        &jobs,
+        pages::VaultView {
+            group,
+            vault: &vault,
+            servers: &servers,
+            points: &points,
+            jobs: &jobs,
+            key_vaults: &key_vaults,
+        },
         notice,
         filter.status.as_deref(),
         filter.operation.as_deref(),
@@ -441,6 +455,13 @@ struct Settings {
     immutability: String,
     #[serde(default)]
     identity: String,
+    #[serde(default)]
+    soft_delete: String,
+    #[serde(default)]
+    soft_delete_days: String,
+    /// The ARM id of the Key Vault whose access policy gains the vault identity's `set`.
+    #[serde(default)]
+    key_vault: String,
 }
 
 async fn settings(
@@ -466,6 +487,27 @@ async fn settings(
         "identity" => {
             json!({"identity": {"type": if form.identity == "on" { "SystemAssigned" } else { "None" }}})
         }
+        "softdelete" => {
+            let days: Value = form
+                .soft_delete_days
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::String(form.soft_delete_days.clone()));
+            json!({"properties": {"securitySettings": {"softDeleteSettings": {
+                "softDeleteState": form.soft_delete, "softDeleteRetentionPeriodInDays": days}}}})
+        }
+        "keyvault" => {
+            let filter = JobFilter {
+                status: None,
+                operation: None,
+            };
+            let notice = match grant_key_vault(&arm, &group, &name, &form.key_vault).await {
+                Ok(()) => "Saved.".to_string(),
+                Err(error) => error,
+            };
+            return render_vault(&arm, &group, &name, Some(&notice), &filter).await;
+        }
         _ => return StatusCode::BAD_REQUEST.into_response(),
     };
     let filter = JobFilter {
@@ -474,6 +516,67 @@ async fn settings(
     };
     match arm.patch(&vault_path(&group, &name), &patch).await {
         Ok(_) => render_vault(&arm, &group, &name, Some("Saved."), &filter).await,
+        Err(error) => render_vault(&arm, &group, &name, Some(&error), &filter).await,
+    }
+}
+
+/// Grants the vault's system-assigned identity `set` on a Key Vault's secrets (where agents'
+/// passphrases are saved), through the Key Vault's ARM `accessPolicies/add`.
+async fn grant_key_vault(
+    arm: &Arm,
+    group: &str,
+    name: &str,
+    key_vault: &str,
+) -> Result<(), String> {
+    let vault = arm.get(&vault_path(group, name)).await?;
+    let principal = vault["identity"]["principalId"].as_str().ok_or(
+        "The vault has no system-assigned identity: turn it on first (Identity).".to_string(),
+    )?;
+    if !key_vault.starts_with("/subscriptions/")
+        || !key_vault.contains("/providers/Microsoft.KeyVault/vaults/")
+    {
+        return Err("Choose a Key Vault.".into());
+    }
+    arm.put(
+        &format!("{key_vault}/accessPolicies/add"),
+        &json!({"properties": {"accessPolicies": [{
+            "tenantId": well_known::TENANT_ID, "objectId": principal,
+            "permissions": {"secrets": ["set"]}}]}}),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Unregisters a server (Backup Infrastructure › Protected servers › Delete): ARM's
+/// `DELETE …/protectionContainers/{server}`, as `az backup container unregister` sends.
+async fn delete_server(
+    State(portal): State<Portal>,
+    request: Request,
+    Path((group, name, server)): Path<(String, String, String)>,
+) -> Response {
+    let arm = match portal.session(&request) {
+        Ok(arm) => arm,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let path = format!(
+        "{}/backupFabrics/Azure/protectionContainers/{server}",
+        vault_path(&group, &name)
+    );
+    let filter = JobFilter {
+        status: None,
+        operation: None,
+    };
+    match arm.delete(&path).await {
+        Ok(()) => {
+            render_vault(
+                &arm,
+                &group,
+                &name,
+                Some(&format!("Server {server} was unregistered.")),
+                &filter,
+            )
+            .await
+        }
         Err(error) => render_vault(&arm, &group, &name, Some(&error), &filter).await,
     }
 }

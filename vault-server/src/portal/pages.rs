@@ -140,17 +140,40 @@ pub fn filter_jobs(jobs: &Value, status: Option<&str>, operation: Option<&str>) 
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the vault page shows, as ARM answered.
+pub struct VaultView<'a> {
+    pub group: &'a str,
+    pub vault: &'a Value,
+    pub servers: &'a Value,
+    /// Each backup item with its recovery points.
+    pub points: &'a [(Value, Value)],
+    pub jobs: &'a [Value],
+    pub key_vaults: &'a Value,
+}
+
 pub fn vault(
-    group: &str,
-    vault: &Value,
-    servers: &Value,
-    points: &[(Value, Value)],
-    jobs: &[Value],
+    view: VaultView<'_>,
     notice: Option<&str>,
     status: Option<&str>,
     operation: Option<&str>,
 ) -> Markup {
+    let VaultView {
+        group,
+        vault,
+        servers,
+        points,
+        jobs,
+        key_vaults,
+    } = view;
+    let key_vaults = list(key_vaults);
+    let soft_delete = text(
+        vault,
+        "/properties/securitySettings/softDeleteSettings/softDeleteState",
+    );
+    let soft_delete_days = vault
+        .pointer("/properties/securitySettings/softDeleteSettings/softDeleteRetentionPeriodInDays")
+        .and_then(Value::as_i64)
+        .unwrap_or(14);
     let name = text(vault, "/name");
     let base = format!("/portal/vaults/{group}/{name}");
     let redundancy = text(
@@ -224,6 +247,35 @@ pub fn vault(
                     }
                     button.primary type="submit" id="save-identity" { "Save" }
                 }
+                form.card method="post" action=(format!("{base}/settings")) id="soft-delete-form" {
+                    h2 { "Properties › Security settings › Soft delete" }
+                    input type="hidden" name="section" value="softdelete";
+                    label for="soft-delete-select" { "Soft delete for cloud workloads" }
+                    select id="soft-delete-select" name="soft_delete" {
+                        @for value in ["Enabled", "Disabled", "AlwaysON"] {
+                            option value=(value) selected[value == soft_delete] { (value) }
+                        }
+                    }
+                    label for="soft-delete-days" { "Retention of deleted backup data (days, 14–180)" }
+                    input id="soft-delete-days" name="soft_delete_days" type="number" min="14" max="180" value=(soft_delete_days);
+                    p.hint { "AlwaysON cannot be turned off again." }
+                    button.primary type="submit" id="save-soft-delete" { "Save" }
+                }
+                form.card method="post" action=(format!("{base}/settings")) id="key-vault-form" {
+                    h2 { "Key Vault access for the vault's identity" }
+                    input type="hidden" name="section" value="keyvault";
+                    label for="key-vault-select" { "Key Vault where agents save their passphrase" }
+                    select id="key-vault-select" name="key_vault" disabled[principal.is_empty()] {
+                        @for key_vault in &key_vaults {
+                            option value=(text(key_vault, "/id")) { (text(key_vault, "/name")) }
+                        }
+                    }
+                    p.hint {
+                        @if principal.is_empty() { "Turn on the vault's system-assigned identity first." }
+                        @else { "Grants the identity " code { "set" } " on the Key Vault's secrets (an access policy)." }
+                    }
+                    button.primary type="submit" id="grant-key-vault" disabled[principal.is_empty() || key_vaults.is_empty()] { "Grant set" }
+                }
                 section.card aria-labelledby="prepare" {
                     h2 id="prepare" { "Getting started › Backup" }
                     p { "Where is your workload running? " strong { "On-premises" } ". What do you want to back up? " strong { "Files and folders" } "." }
@@ -234,15 +286,20 @@ pub fn vault(
             }
             h2 { "Backup Infrastructure › Protected servers" }
             table id="servers" aria-label="Protected servers" {
-                thead { tr { th { "Server" } th { "Agent version" } th { "Items" } th { "Last backup" } } }
+                thead { tr { th { "Server" } th { "Agent version" } th { "Items" } th { "Last backup" } th { span.hint { "Actions" } } } }
                 tbody {
-                    @if servers.is_empty() { tr { td colspan="4" { "No server registered yet." } } }
+                    @if servers.is_empty() { tr { td colspan="5" { "No server registered yet." } } }
                     @for server in &servers {
                         tr {
                             td { (text(server, "/properties/friendlyName")) }
                             td { (text(server, "/properties/agentVersion")) }
                             td { (server["properties"]["protectedItemCount"]) }
                             td { (text(server, "/properties/extendedInfo/lastBackupStatus")) }
+                            td {
+                                form method="post" action=(format!("{base}/servers/{}/delete", text(server, "/name"))) {
+                                    button type="submit" class="delete-server" id=(format!("delete-server-{}", text(server, "/name"))) aria-label=(format!("Delete server {}", text(server, "/properties/friendlyName"))) { "Delete" }
+                                }
+                            }
                         }
                     }
                 }
