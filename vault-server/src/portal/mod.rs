@@ -32,13 +32,17 @@ const COOKIE: &str = "azsim_portal";
 /// Seconds a portal session lasts (the token's own lifetime is shorter: it is renewed by
 /// signing in again when ARM refuses it).
 const SESSION_LIFETIME: i64 = 8 * 3600;
+/// Seconds a started sign-in may take, and how many may be under way at once.
+const PENDING_LIFETIME: i64 = 600;
+const MAX_PENDING: usize = 10_000;
 
 #[derive(Default)]
 pub struct Sessions {
     /// Session id → (ARM token, expiry on the simulated clock).
     signed_in: Mutex<HashMap<String, (String, i64)>>,
-    /// OAuth `state` → PKCE verifier, while the user is at the sign-in page.
-    pending: Mutex<HashMap<String, String>>,
+    /// OAuth `state` → (PKCE verifier, when the sign-in started), while the user is at the
+    /// sign-in page; pruned after [`PENDING_LIFETIME`] and capped, since anyone can start one.
+    pending: Mutex<HashMap<String, (String, i64)>>,
 }
 
 #[derive(Clone)]
@@ -140,11 +144,25 @@ impl Portal {
             aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
         );
         let state = random_token();
-        self.sessions
+        let now = self.state.clock.unix();
+        let mut pending = self
+            .sessions
             .pending
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(state.clone(), verifier);
+            .unwrap_or_else(|p| p.into_inner());
+        pending.retain(|_, (_, started)| now - *started < PENDING_LIFETIME);
+        if pending.len() >= MAX_PENDING {
+            // The oldest goes: a flood of unfinished sign-ins cannot grow this without bound.
+            if let Some(oldest) = pending
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                pending.remove(&oldest);
+            }
+        }
+        pending.insert(state.clone(), (verifier, now));
+        drop(pending);
         let query = serde_urlencoded::to_string([
             ("client_id", well_known::PORTAL_CLIENT_ID),
             ("response_type", "code"),
@@ -196,6 +214,7 @@ async fn signed_in(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(state)
+            .map(|(verifier, _)| verifier)
     });
     let (Some(code), Some(verifier)) = (callback.code, verifier) else {
         return page(pages::problem(
@@ -234,18 +253,15 @@ async fn signed_in(
         return page(pages::problem("Sign-in failed", &message));
     };
     let session = random_token();
-    portal
+    let now = portal.state.clock.unix();
+    let mut sessions = portal
         .sessions
         .signed_in
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(
-            session.clone(),
-            (
-                token.to_string(),
-                portal.state.clock.unix() + SESSION_LIFETIME,
-            ),
-        );
+        .unwrap_or_else(|p| p.into_inner());
+    sessions.retain(|_, (_, expires)| *expires > now);
+    sessions.insert(session.clone(), (token.to_string(), now + SESSION_LIFETIME));
+    drop(sessions);
     let mut response = Redirect::to("/portal").into_response();
     let cookie = format!("{COOKIE}={session}; Path=/portal; HttpOnly; Secure; SameSite=Lax");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
