@@ -75,3 +75,69 @@ async fn nothing_without_a_session_and_no_sign_in_from_a_forged_callback() {
         .unwrap();
     assert!(response.status().is_redirection());
 }
+
+/// Signs in as a browser would, without one: returns the session cookie.
+async fn sign_in(t: &TestArm, browser: &reqwest::Client) -> String {
+    let to_entra = browser
+        .get(format!("{}/portal", t.url))
+        .send()
+        .await
+        .unwrap();
+    let authorize = to_entra.headers()["location"].to_str().unwrap().to_string();
+    let (url, query) = authorize.split_once('?').unwrap();
+    let mut form: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+    form.push(("username".into(), sim_core::well_known::ADMIN_USER.into()));
+    form.push((
+        "password".into(),
+        sim_core::well_known::ADMIN_USER_PASSWORD.into(),
+    ));
+    let back = browser.post(url).form(&form).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        callback.starts_with(&format!("{}/portal/signin?code=", t.url)),
+        "{callback}"
+    );
+    let signed_in = browser.get(callback).send().await.unwrap();
+    assert_eq!(signed_in.headers()["location"], "/portal");
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Lax")
+    );
+    cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_session_lasts_as_long_as_its_token() {
+    let t = start().await;
+    let browser = no_redirects(&t);
+    let cookie = sign_in(&t, &browser).await;
+    let page = browser
+        .get(format!("{}/portal", t.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Recovery Services vaults")
+    );
+
+    // An hour later (simulated) the token would be refused: the portal signs in again.
+    t.clock.advance(3600).unwrap();
+    let later = browser
+        .get(format!("{}/portal", t.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(later.status().is_redirection());
+    assert!(
+        later.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("/oauth2/v2.0/authorize?")
+    );
+}

@@ -29,9 +29,9 @@ use crate::http::VsState;
 use arm::Arm;
 
 const COOKIE: &str = "azsim_portal";
-/// Seconds a portal session lasts (the token's own lifetime is shorter: it is renewed by
-/// signing in again when ARM refuses it).
-const SESSION_LIFETIME: i64 = 8 * 3600;
+/// A session lasts as long as its token (a minute less, so ARM never sees it expire): then
+/// the next page signs the user in again.
+const TOKEN_MARGIN: i64 = 60;
 /// Seconds a started sign-in may take, and how many may be under way at once.
 const PENDING_LIFETIME: i64 = 600;
 const MAX_PENDING: usize = 10_000;
@@ -254,13 +254,14 @@ async fn signed_in(
     };
     let session = random_token();
     let now = portal.state.clock.unix();
+    let lifetime = body["expires_in"].as_i64().unwrap_or(3599) - TOKEN_MARGIN;
     let mut sessions = portal
         .sessions
         .signed_in
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     sessions.retain(|_, (_, expires)| *expires > now);
-    sessions.insert(session.clone(), (token.to_string(), now + SESSION_LIFETIME));
+    sessions.insert(session.clone(), (token.to_string(), now + lifetime.max(0)));
     drop(sessions);
     let mut response = Redirect::to("/portal").into_response();
     let cookie = format!("{COOKIE}={session}; Path=/portal; HttpOnly; Secure; SameSite=Lax");
