@@ -254,14 +254,23 @@ impl Blobs {
             outages: RwLock::new(outages.into_iter().collect()),
             wake: tokio::sync::Notify::new(),
         });
+        // The primary at once: a wrong URL or key fails the start, not the first backup.
+        blobs.store("primary").await?;
         blobs.settle_interrupted_writes().await?;
         Ok(blobs)
     }
 
-    fn store(&self, name: &str) -> Result<Arc<dyn ObjectStore>, BlobError> {
-        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(store) = stores.get(name) {
-            return Ok(store.clone());
+    /// The store `name`, opened on first use: a directory or an Azure container is created
+    /// then (object_store creates neither), so only the stores vaults use exist.
+    async fn store(&self, name: &str) -> Result<Arc<dyn ObjectStore>, BlobError> {
+        let known = self
+            .stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned();
+        if let Some(store) = known {
+            return Ok(store);
         }
         let store: Arc<dyn ObjectStore> = match &self.backend {
             Backend::Memory => Arc::new(object_store::memory::InMemory::new()),
@@ -280,43 +289,28 @@ impl Blobs {
                     &root,
                 )?)
             }
-            Backend::Azure(azure) => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::new()
-                    .with_account(&azure.account)
-                    .with_access_key(&azure.key)
-                    .with_endpoint(azure.endpoint.clone())
-                    .with_allow_http(azure.endpoint.starts_with("http://"))
-                    .with_container_name(azure.container(name))
-                    .build()?,
-            ),
+            Backend::Azure(azure) => {
+                crate::azure_container::create(azure, &azure.container(name))
+                    .await
+                    .map_err(|e| {
+                        BlobError::Store(object_store::Error::Generic {
+                            store: "MicrosoftAzure",
+                            source: e.into(),
+                        })
+                    })?;
+                Arc::new(
+                    object_store::azure::MicrosoftAzureBuilder::new()
+                        .with_account(&azure.account)
+                        .with_access_key(&azure.key)
+                        .with_endpoint(azure.endpoint.clone())
+                        .with_allow_http(azure.endpoint.starts_with("http://"))
+                        .with_container_name(azure.container(name))
+                        .build()?,
+                )
+            }
         };
-        stores.insert(name.to_string(), store.clone());
-        Ok(store)
-    }
-
-    /// Creates the Azure containers of every store (object_store does not create
-    /// containers): the primary, and the zones and paired-region store of every region.
-    /// Nothing to do for the other backends.
-    pub async fn prepare(&self) -> Result<(), BlobError> {
-        let Backend::Azure(azure) = &self.backend else {
-            return Ok(());
-        };
-        let mut names = vec!["primary".to_string()];
-        for (region, _, _) in sim_core::arm::REGIONS {
-            names.push(format!("region/{region}"));
-            names.extend(EXTRA_ZONES.iter().map(|z| format!("zone/{region}/{z}")));
-        }
-        for name in names {
-            crate::azure_container::create(azure, &azure.container(&name))
-                .await
-                .map_err(|e| {
-                    BlobError::Store(object_store::Error::Generic {
-                        store: "MicrosoftAzure",
-                        source: e.into(),
-                    })
-                })?;
-        }
-        Ok(())
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(stores.entry(name.to_string()).or_insert(store).clone())
     }
 
     /// The vault's region and redundancy (one indexed read: redundancy changes only before
@@ -328,11 +322,8 @@ impl Blobs {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.map(|(region, properties)| {
-            let properties: serde_json::Value =
-                serde_json::from_str(&properties).unwrap_or_default();
-            let setting = properties["redundancySettings"]["standardTierStorageRedundancy"]
-                .as_str()
-                .unwrap_or("GeoRedundant");
+            let properties = serde_json::from_str(&properties).unwrap_or_default();
+            let setting = crate::settings::redundancy(&properties);
             let region = canonical(&region);
             Placement {
                 vault_id,
@@ -375,7 +366,8 @@ impl Blobs {
             Some(p) => self.enqueue(p, path, "put", bytes.len()).await?,
             None => None,
         };
-        self.store("primary")?
+        self.store("primary")
+            .await?
             .put(path, PutPayload::from(bytes.clone()))
             .await?;
         if let Some(p) = placement
@@ -383,7 +375,8 @@ impl Blobs {
             .filter(|p| p.redundancy == Redundancy::Zone)
         {
             for zone in EXTRA_ZONES {
-                self.store(&format!("zone/{}/{zone}", p.region))?
+                self.store(&format!("zone/{}/{zone}", p.region))
+                    .await?
                     .put(path, PutPayload::from(bytes.clone()))
                     .await?;
             }
@@ -409,7 +402,7 @@ impl Blobs {
             stores.extend(EXTRA_ZONES.iter().map(|z| format!("zone/{}/{z}", p.region)));
         }
         for name in stores {
-            match self.store(&name)?.delete(path).await {
+            match self.store(&name).await?.delete(path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(other) => return Err(other.into()),
             }
@@ -437,7 +430,7 @@ impl Blobs {
     ) -> Result<Bytes, BlobError> {
         let mut last = BlobError::NotFound;
         for name in self.read_order(path).await? {
-            let store = self.store(&name)?;
+            let store = self.store(&name).await?;
             let result = match &range {
                 Some(range) => store.get_range(path, range.clone()).await,
                 None => match store.get(path).await {
@@ -457,7 +450,8 @@ impl Blobs {
     pub async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectMeta>, BlobError> {
         use futures_util::TryStreamExt;
         Ok(self
-            .store("primary")?
+            .store("primary")
+            .await?
             .list(Some(prefix))
             .try_collect()
             .await?)
@@ -473,7 +467,7 @@ impl Blobs {
     ) -> Result<Bytes, BlobError> {
         let region = placement.secondary.as_deref().ok_or(BlobError::NotFound)?;
         self.check_up(region)?;
-        let store = self.store(&format!("region/{region}"))?;
+        let store = self.store(&format!("region/{region}")).await?;
         let result = match range {
             Some(range) => store.get_range(path, range).await,
             None => match store.get(path).await {
@@ -535,7 +529,7 @@ impl Blobs {
         for (id, path, op) in rows {
             let path = ObjectPath::from(path);
             let written = op == "delete"
-                || match self.store("primary")?.head(&path).await {
+                || match self.store("primary").await?.head(&path).await {
                     Ok(_) => true,
                     Err(object_store::Error::NotFound { .. }) => false,
                     Err(other) => return Err(other.into()),
@@ -564,13 +558,13 @@ impl Blobs {
                 continue;
             }
             let path = ObjectPath::from(path);
-            let target_store = self.store(&target)?;
+            let target_store = self.store(&target).await?;
             match op.as_str() {
                 "delete" => match target_store.delete(&path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                     Err(other) => return Err(other.into()),
                 },
-                _ => match self.store("primary")?.get(&path).await {
+                _ => match self.store("primary").await?.get(&path).await {
                     Ok(object) => {
                         let bytes = object.bytes().await?;
                         target_store.put(&path, PutPayload::from(bytes)).await?;

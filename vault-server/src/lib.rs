@@ -118,10 +118,6 @@ impl VaultServer {
         let store = blobs::Blobs::open(pool.clone(), clock.clone(), backend)
             .await
             .map_err(|e| sim_core::Error::Config(format!("blob storage: {e}")))?;
-        store
-            .prepare()
-            .await
-            .map_err(|e| sim_core::Error::Config(format!("blob storage: {e}")))?;
         let shared = Shared {
             vaults: vaults::Vaults::new(pool.clone(), clock.clone(), entra),
             backup: backup::Backup::new(pool.clone()),

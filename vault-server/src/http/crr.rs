@@ -68,8 +68,14 @@ pub async fn items(state: &VsState, call: &ArmCall, vault: &Vault) -> Result<Res
     let now = state.clock.unix();
     let days = crate::lifecycle::soft_delete_days(vault).unwrap_or(0);
     let mut listed = Vec::new();
+    // The replicated points of each server, read once however many items it has.
+    let mut by_server: std::collections::HashMap<String, Vec<String>> = Default::default();
     for item in state.backup.items(vault).await? {
-        let names = replicated(state, vault, &item.container).await?;
+        if !by_server.contains_key(&item.container) {
+            let names = replicated(state, vault, &item.container).await?;
+            by_server.insert(item.container.clone(), names);
+        }
+        let names = &by_server[&item.container];
         let points = state
             .backup
             .recovery_points(vault, &item.container, &item.name)
