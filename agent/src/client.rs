@@ -401,4 +401,51 @@ impl Service {
         .await?;
         Ok(())
     }
+
+    /// PUT of a body sent from its parts, without joining them (a pack from its blobs).
+    pub async fn put_parts(&self, path: &str, parts: Vec<Bytes>) -> Result<()> {
+        let length: usize = parts.iter().map(Bytes::len).sum();
+        self.send(|| {
+            self.http
+                .put(format!("{}{path}", self.base))
+                .header(reqwest::header::CONTENT_LENGTH, length)
+                .body(reqwest::Body::wrap(Parts {
+                    parts: parts.clone().into(),
+                    remaining: length as u64,
+                }))
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// A request body of byte parts sent one after another (cloning it for a retry clones
+/// only the handles).
+struct Parts {
+    parts: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for Parts {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.parts.pop_front();
+        if let Some(part) = &next {
+            self.remaining -= part.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|part| Ok(http_body::Frame::data(part))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }

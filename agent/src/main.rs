@@ -197,6 +197,7 @@ async fn run(cli: Cli) -> Result<i32> {
             from_server,
             secondary_region,
         } => {
+            return_large_buffers_to_the_system();
             let agent = Agent::open_in(&home, !json_output, secondary_region)?;
             let server = from_server.unwrap_or_else(|| agent.registration.server_name.clone());
             let points = agent.recovery_points(&server).await?;
@@ -378,6 +379,7 @@ async fn run(cli: Cli) -> Result<i32> {
             read_data,
             recovery_point,
         } => {
+            return_large_buffers_to_the_system();
             let agent = Agent::open(&home, !json_output)?;
             let report = agent::check::run(agent, recovery_point.as_deref(), read_data).await?;
             print(
@@ -621,4 +623,19 @@ async fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// For restore and check: buffers of 1 MiB and more (downloaded ranges, chunks) are mapped
+/// and unmapped one by one instead of kept in glibc's per-thread arenas. By default glibc
+/// raises that threshold each time such a buffer is freed, and the freed memory stays in
+/// the process: a full restore of the benchmark set peaked at 152 MiB of RSS that way,
+/// 90 MiB with this, in the same time. (Not for backup: there the page faults of fresh
+/// buffers cost more system time than the arenas cost memory.)
+fn return_large_buffers_to_the_system() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a tunable of the allocator; it takes the allocator's own
+    // lock and any value is valid.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }

@@ -4,15 +4,14 @@
 
 use std::cell::RefCell;
 
-use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
 use crate::error::{AgentError, Result};
 use crate::keys::MasterKey;
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
-const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 const ZSTD_LEVEL: i32 = 3;
 
 // zstd contexts are costly to create (a fresh one per small file doubled the backup time):
@@ -34,10 +33,12 @@ fn decompress(data: &[u8], max: usize) -> std::io::Result<Vec<u8>> {
     DECOMPRESSOR.with(|d| d.borrow_mut().decompress(data, max))
 }
 
+/// AES-256-GCM is aws-lc's (the TLS provider's): twice the throughput of the `aes-gcm`
+/// crate here, and it seals in place, so a blob is built without another copy.
 #[derive(Clone)]
 pub struct Sealer {
     id_key: [u8; 32],
-    cipher: Aes256Gcm,
+    cipher: std::sync::Arc<LessSafeKey>,
     key_check: String,
 }
 
@@ -45,7 +46,9 @@ impl Sealer {
     pub fn new(master: &MasterKey) -> Self {
         Sealer {
             id_key: master.chunk_id_key(),
-            cipher: Aes256Gcm::new_from_slice(&master.data_key()).expect("32-byte key"),
+            cipher: std::sync::Arc::new(LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, &master.data_key()).expect("32-byte key"),
+            )),
             key_check: master.check_value(),
         }
     }
@@ -72,38 +75,42 @@ impl Sealer {
         self.encrypt(format, body, id.as_bytes())
     }
 
+    /// `[format][nonce][ciphertext][tag]`, encrypted in place.
     fn encrypt(&self, format: u8, body: &[u8], aad: &[u8]) -> Vec<u8> {
-        let nonce = Nonce::generate();
-        let ciphertext = self
-            .cipher
-            .encrypt(&nonce, Payload { msg: body, aad })
-            .expect("AES-GCM on an in-memory buffer");
-        let mut blob = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).expect("the system random generator");
+        let mut blob = Vec::with_capacity(1 + NONCE_LEN + body.len() + TAG_LEN);
         blob.push(format);
         blob.extend_from_slice(&nonce);
-        blob.extend_from_slice(&ciphertext);
+        blob.extend_from_slice(body);
+        let tag = self
+            .cipher
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut blob[1 + NONCE_LEN..],
+            )
+            .expect("AES-GCM on an in-memory buffer");
+        blob.extend_from_slice(tag.as_ref());
         blob
     }
 
     fn decrypt(&self, blob: &[u8], aad: &[u8], max: usize) -> Result<Vec<u8>> {
-        if blob.len() < 1 + NONCE_LEN + 16 {
+        if blob.len() < 1 + NONCE_LEN + TAG_LEN {
             return Err(AgentError::Integrity("a blob is truncated".into()));
         }
-        let nonce = Nonce::try_from(&blob[1..1 + NONCE_LEN]).expect("12 bytes");
-        let body = self
+        let nonce = Nonce::try_assume_unique_for_key(&blob[1..1 + NONCE_LEN]).expect("12 bytes");
+        let mut body = blob[1 + NONCE_LEN..].to_vec();
+        let plain_len = self
             .cipher
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: &blob[1 + NONCE_LEN..],
-                    aad,
-                },
-            )
+            .open_in_place(nonce, Aad::from(aad), &mut body)
             .map_err(|_| {
                 AgentError::Integrity(
                     "a blob failed authentication (damaged, or another key)".into(),
                 )
-            })?;
+            })?
+            .len();
+        body.truncate(plain_len);
         match blob[0] {
             RAW => Ok(body),
             ZSTD => decompress(&body, max)

@@ -89,8 +89,9 @@ impl VaultClient {
         Ok(answer.chunks)
     }
 
-    pub async fn put_pack(&self, id: &str, bytes: Bytes) -> Result<()> {
-        self.service.put_bytes(&routes::pack(id), bytes).await
+    /// Uploads a pack from its parts (blobs, then index).
+    pub async fn put_pack(&self, id: &str, parts: Vec<Bytes>) -> Result<()> {
+        self.service.put_parts(&routes::pack(id), parts).await
     }
 
     /// Bytes `[start, end)` of a pack.

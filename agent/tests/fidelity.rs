@@ -159,6 +159,25 @@ async fn hard_links_owners_extended_attributes_and_the_root_mtime_are_kept() {
         root_mtime,
         "the restored root keeps its mtime"
     );
+
+    // The next backup takes unchanged files' attributes from its index without listing
+    // them; a changed attribute changes the ctime, so that file is looked at again.
+    std::fs::write(data.join("also-tagged.txt"), b"also").unwrap();
+    xattr::set(data.join("also-tagged.txt"), "user.origin", b"first").unwrap();
+    round_trip(&stack, &machine, &data).await;
+    xattr::set(data.join("also-tagged.txt"), "user.origin", b"second").unwrap();
+    let (second, target) = round_trip(&stack, &machine, &data).await;
+    assert_eq!(second["files"], 5, "{second}");
+    assert_eq!(
+        xattr::get(target.join("tagged.txt"), "user.origin").unwrap(),
+        Some(b"scanner \x00\x01".to_vec()),
+        "an unchanged file keeps its attributes"
+    );
+    assert_eq!(
+        xattr::get(target.join("also-tagged.txt"), "user.origin").unwrap(),
+        Some(b"second".to_vec()),
+        "a changed attribute is backed up"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,6 @@
 //! The pack format: `[blobs][index JSON][index length: u32 LE]`, id = BLAKE3 of it all.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Where one chunk's sealed blob lies inside a pack.
@@ -23,39 +24,50 @@ pub fn is_hex_id(id: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-/// Collects sealed chunk blobs into one pack.
+/// Collects sealed chunk blobs into one pack. The blobs are kept as they are (no copy into
+/// one buffer) and hashed as they arrive, so an agent streams a pack from its parts.
 #[derive(Default)]
 pub struct PackBuilder {
-    data: Vec<u8>,
+    parts: Vec<Bytes>,
+    len: usize,
+    hasher: blake3::Hasher,
     index: Vec<PackEntry>,
 }
 
 impl PackBuilder {
-    pub fn add(&mut self, id: String, blob: &[u8]) {
+    pub fn add(&mut self, id: String, blob: Bytes) {
         self.index.push(PackEntry {
             id,
-            offset: self.data.len() as u64,
+            offset: self.len as u64,
             length: blob.len() as u64,
         });
-        self.data.extend_from_slice(blob);
+        self.len += blob.len();
+        self.hasher.update(&blob);
+        self.parts.push(blob);
     }
 
     /// Bytes of blobs so far.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
 
-    /// The pack's id and bytes.
+    /// The pack's id and its body in parts: the blobs, then the index and its length.
+    pub fn finish_parts(mut self) -> (String, Vec<Bytes>) {
+        let mut index = serde_json::to_vec(&self.index).expect("an index serialises");
+        index.extend_from_slice(&((index.len()) as u32).to_le_bytes());
+        self.hasher.update(&index);
+        self.parts.push(Bytes::from(index));
+        (self.hasher.finalize().to_hex().to_string(), self.parts)
+    }
+
+    /// The pack's id and bytes in one buffer.
     pub fn finish(self) -> (String, Vec<u8>) {
-        let mut bytes = self.data;
-        let index = serde_json::to_vec(&self.index).expect("an index serialises");
-        bytes.extend_from_slice(&index);
-        bytes.extend_from_slice(&(index.len() as u32).to_le_bytes());
-        (blake3::hash(&bytes).to_hex().to_string(), bytes)
+        let (id, parts) = self.finish_parts();
+        (id, parts.concat())
     }
 }
 
@@ -96,11 +108,17 @@ mod tests {
     #[test]
     fn packs_round_trip_and_damage_is_named() {
         let mut builder = PackBuilder::default();
-        builder.add("a".repeat(64), b"first");
-        builder.add("b".repeat(64), b"second blob");
+        builder.add("a".repeat(64), Bytes::from_static(b"first"));
+        builder.add("b".repeat(64), Bytes::from_static(b"second blob"));
         assert_eq!(builder.len(), 16);
+        let mut same = PackBuilder::default();
+        same.add("a".repeat(64), Bytes::from_static(b"first"));
+        same.add("b".repeat(64), Bytes::from_static(b"second blob"));
         let (id, bytes) = builder.finish();
         assert_eq!(id, blake3::hash(&bytes).to_hex().to_string());
+        let (parts_id, parts) = same.finish_parts();
+        assert_eq!(parts.len(), 3, "two blobs, then the index");
+        assert_eq!((parts_id, parts.concat()), (id.clone(), bytes.clone()));
         let index = parse_index(&bytes).unwrap();
         assert_eq!(
             index[1],
@@ -123,7 +141,7 @@ mod tests {
         );
         assert!(parse_index(b"ab").is_err());
         let mut outside = PackBuilder::default();
-        outside.add("c".repeat(64), b"x");
+        outside.add("c".repeat(64), Bytes::from_static(b"x"));
         let (_, mut outside) = outside.finish();
         let text = String::from_utf8_lossy(&outside).replace("\"length\":1", "\"length\":9");
         outside = text.into_bytes();

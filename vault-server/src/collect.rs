@@ -144,14 +144,13 @@ async fn repack(
     let bytes = store.get(&pack_path(vault_id, old), None).await?;
     let mut builder = PackBuilder::default();
     for (id, offset, length, _) in live {
-        let blob = bytes
-            .get(*offset as usize..(*offset + *length) as usize)
-            .ok_or_else(|| {
-                VsError::Upstream(format!(
-                    "pack {old} is shorter than its index; it was not repacked"
-                ))
-            })?;
-        builder.add(id.clone(), blob);
+        let (start, end) = (*offset as usize, (*offset + *length) as usize);
+        if end > bytes.len() {
+            return Err(VsError::Upstream(format!(
+                "pack {old} is shorter than its index; it was not repacked"
+            )));
+        }
+        builder.add(id.clone(), bytes.slice(start..end));
     }
     let (new, body) = builder.finish();
     let index = backup_protocol::parse_index(&body).expect("a pack just built parses");

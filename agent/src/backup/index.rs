@@ -2,7 +2,7 @@
 //! with its chunk ids. A file that matches is not read again. The index belongs to one
 //! registration and master key, so a new vault never reuses chunk ids it does not hold.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,11 @@ pub struct IndexEntry {
     ctime_nsec: i64,
     inode: u64,
     pub chunks: Vec<String>,
+    /// `user.` extended attributes: setting one changes the ctime, so an unchanged file
+    /// keeps them and is not asked again (listing them was 15 % of a no-op backup).
+    /// `None` in an index written before they were recorded: list them.
+    #[serde(default)]
+    pub xattrs: Option<BTreeMap<String, String>>,
 }
 
 pub type Index = HashMap<String, IndexEntry>;
@@ -71,7 +76,11 @@ pub fn save_index(path: &Path, index: &Index) -> Result<()> {
 }
 
 impl IndexEntry {
-    pub fn of(meta: &std::fs::Metadata, chunks: Vec<String>) -> Self {
+    pub fn of(
+        meta: &std::fs::Metadata,
+        chunks: Vec<String>,
+        xattrs: BTreeMap<String, String>,
+    ) -> Self {
         IndexEntry {
             size: meta.len(),
             mtime: meta.mtime(),
@@ -80,6 +89,7 @@ impl IndexEntry {
             ctime_nsec: meta.ctime_nsec(),
             inode: meta.ino(),
             chunks,
+            xattrs: Some(xattrs),
         }
     }
 }

@@ -168,8 +168,9 @@ fn pipeline(
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let (seal_tx, seal_rx) = sync_channel::<(String, Vec<u8>)>(workers * 16);
-    let (pack_tx, pack_rx) = sync_channel::<(String, Vec<u8>)>(workers * 16);
+    // Short queues: what waits in them is memory, and one chunk per worker keeps it busy.
+    let (seal_tx, seal_rx) = sync_channel::<(String, bytes::Bytes)>(workers * 2);
+    let (pack_tx, pack_rx) = sync_channel::<(String, Vec<u8>)>(workers * 2);
     let seal_rx = Arc::new(Mutex::new(seal_rx));
     let uploaded = Mutex::new((0u64, 0u64, 0u64));
     let failure: Mutex<Option<AgentError>> = Mutex::new(None);
@@ -216,15 +217,14 @@ fn pipeline(
                 raw_target: None,
                 uid: Some(walked.meta.uid()),
                 gid: Some(walked.meta.gid()),
-                xattrs: if walked.kind == Kind::Symlink {
-                    Default::default()
-                } else {
-                    user_xattrs(&walked.abs, &mut report.warnings)
-                },
+                xattrs: Default::default(),
                 link: None,
             };
             match walked.kind {
-                Kind::Dir => report.directories += 1,
+                Kind::Dir => {
+                    report.directories += 1;
+                    entry.xattrs = user_xattrs(&walked.abs, &mut report.warnings);
+                }
                 Kind::Symlink => {
                     report.symlinks += 1;
                     match std::fs::read_link(&walked.abs) {
@@ -253,6 +253,10 @@ fn pipeline(
                     let previous = old_index
                         .get(&index_key)
                         .filter(|e| unchanged(e, &walked.meta));
+                    entry.xattrs = match previous.and_then(|p| p.xattrs.as_ref()) {
+                        Some(xattrs) => xattrs.clone(),
+                        None => user_xattrs(&walked.abs, &mut report.warnings),
+                    };
                     let chunks = match previous {
                         Some(previous) => previous.chunks.clone(),
                         None => match producer.file(&walked) {
@@ -272,7 +276,10 @@ fn pipeline(
                     };
                     report.files += 1;
                     entry.chunks = chunks.clone();
-                    new_index.insert(index_key, IndexEntry::of(&walked.meta, chunks));
+                    new_index.insert(
+                        index_key,
+                        IndexEntry::of(&walked.meta, chunks, entry.xattrs.clone()),
+                    );
                 }
             }
             entries.push(entry);

@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::mpsc::SyncSender;
 
+use bytes::Bytes;
+
 use tokio::runtime::Handle;
 
 use crate::agent::Agent;
@@ -20,22 +22,25 @@ const AVG_CHUNK: usize = 1024 * 1024;
 
 const MAX_CHUNK: usize = 4 * 1024 * 1024;
 
-/// Files up to this size are read whole instead of streamed.
-const WHOLE_FILE: u64 = 16 * 1024 * 1024;
+/// Files up to this size are read whole instead of streamed; their chunks are slices of
+/// that one buffer, not copies.
+const WHOLE_FILE: u64 = 8 * 1024 * 1024;
 
-const BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Chunk bytes held while the vault is asked which it lacks: with the queues to the sealers
+/// and the uploader, this bounds the agent's memory (peak RSS is compared with restic's).
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-const BATCH_CHUNKS: usize = 2048;
+const BATCH_CHUNKS: usize = 1024;
 
 /// Reads and chunks changed files, asks the vault which chunks it lacks (one query per
 /// batch) and sends only those to the sealers.
 pub struct Producer<'a> {
     pub agent: &'a Agent,
     pub runtime: &'a Handle,
-    pub seal_tx: SyncSender<(String, Vec<u8>)>,
+    pub seal_tx: SyncSender<(String, Bytes)>,
     /// Ids already sent or known to the vault in this run.
     pub known: HashSet<String>,
-    pub batch: Vec<(String, Vec<u8>)>,
+    pub batch: Vec<(String, Bytes)>,
     pub batch_bytes: usize,
     pub failure: &'a Mutex<Option<AgentError>>,
 }
@@ -45,7 +50,7 @@ impl Producer<'_> {
         let mut ids = Vec::new();
         if walked.meta.len() <= WHOLE_FILE {
             // Small and medium files are read at once (no per-file stream buffer).
-            let data = std::fs::read(&walked.abs)?;
+            let data = Bytes::from(std::fs::read(&walked.abs)?);
             if data.len() <= MIN_CHUNK {
                 if !data.is_empty() {
                     self.chunk(data, &mut ids);
@@ -54,7 +59,7 @@ impl Producer<'_> {
             }
             let cuts = fastcdc::v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
             for cut in cuts {
-                self.chunk(data[cut.offset..cut.offset + cut.length].to_vec(), &mut ids);
+                self.chunk(data.slice(cut.offset..cut.offset + cut.length), &mut ids);
             }
             return Ok(ids);
         }
@@ -65,12 +70,12 @@ impl Producer<'_> {
                 fastcdc::v2020::Error::IoError(io) => io,
                 other => std::io::Error::other(other.to_string()),
             })?;
-            self.chunk(chunk.data, &mut ids);
+            self.chunk(Bytes::from(chunk.data), &mut ids);
         }
         Ok(ids)
     }
 
-    fn chunk(&mut self, data: Vec<u8>, ids: &mut Vec<String>) {
+    fn chunk(&mut self, data: Bytes, ids: &mut Vec<String>) {
         let id = self.agent.sealer.chunk_id(&data);
         ids.push(id.clone());
         if self.known.insert(id.clone()) {

@@ -14,14 +14,15 @@ use crate::sealing::Sealer;
 
 use super::fail;
 
-const PACK_TARGET: usize = 32 * 1024 * 1024;
+/// Packs of about 16 MiB (restic's size): two uploading and one filling is 48 MiB.
+const PACK_TARGET: usize = 16 * 1024 * 1024;
 
 /// Pack uploads in flight at once.
 const UPLOADS_IN_FLIGHT: usize = 2;
 
 pub fn seal_worker(
     sealer: &Sealer,
-    rx: &Mutex<Receiver<(String, Vec<u8>)>>,
+    rx: &Mutex<Receiver<(String, Bytes)>>,
     tx: &SyncSender<(String, Vec<u8>)>,
 ) {
     loop {
@@ -68,17 +69,17 @@ pub fn upload_packs(
     let start = |pack: PackBuilder, chunks: u64| {
         let agent = agent.clone();
         runtime.spawn(async move {
-            let (id, bytes) = pack.finish();
-            let size = bytes.len() as u64;
+            let (id, parts) = pack.finish_parts();
+            let size = parts.iter().map(|p| p.len() as u64).sum();
             let service_now = chrono::DateTime::from_timestamp(agent.vault.service().now(), 0)
                 .unwrap_or_default();
             agent.pacer.admit(size, service_now).await;
-            agent.vault.put_pack(&id, Bytes::from(bytes)).await?;
+            agent.vault.put_pack(&id, parts).await?;
             Ok((chunks, size))
         })
     };
     for (id, blob) in rx {
-        pack.add(id, &blob);
+        pack.add(id, Bytes::from(blob));
         chunks += 1;
         if pack.len() >= PACK_TARGET {
             in_flight.push_back(start(std::mem::take(&mut pack), chunks));

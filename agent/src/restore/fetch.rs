@@ -1,15 +1,17 @@
 //! Fetching chunks for a restore: located in one query per unit, read as coalesced ranges
-//! per pack, then authenticated, checked against their ids and decompressed on every core,
-//! off the async runtime. A chunk that fails verification is reported, not fatal.
+//! per pack (several at once), then authenticated, checked against their ids and
+//! decompressed on every core, off the async runtime. A chunk that fails verification is
+//! reported, not fatal.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
 use crate::sealing::Sealer;
 
 /// Largest single range read from a pack.
-const RANGE_BYTES: u64 = 16 * 1024 * 1024;
+const RANGE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Chunks of one unit: the verified plaintexts, and the chunks that failed (with the pack
 /// they are in and why).
@@ -80,7 +82,7 @@ fn decode_parallel(
 
 /// Fetches and verifies chunks: located in one query, read as coalesced ranges per pack.
 pub async fn fetch_chunks<'a>(
-    agent: &Agent,
+    agent: &Arc<Agent>,
     sealer: &Sealer,
     ids: impl Iterator<Item = &'a String>,
 ) -> Fetched {
@@ -94,14 +96,30 @@ pub async fn fetch_chunks<'a>(
     fetch_located(agent, sealer, located).await
 }
 
-/// Reads and verifies chunks whose places are known: per pack, neighbouring chunks are read
-/// as one range (at most [`RANGE_BYTES`]).
-pub async fn fetch_located(
-    agent: &Agent,
-    sealer: &Sealer,
-    located: Vec<backup_protocol::ChunkLocation>,
-) -> Fetched {
-    let mut unit = Unit::default();
+/// Range reads of one unit in flight at once.
+const RANGES_IN_FLIGHT: usize = 3;
+
+/// A task aborted when its handle is dropped: a restore that stops (done, failed or
+/// cancelled) leaves no download running behind it.
+pub(crate) struct Task<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One coalesced read: a range of a pack and the chunks inside it.
+struct RangeRead {
+    pack: String,
+    start: u64,
+    end: u64,
+    chunks: Vec<(String, u64, u64)>,
+}
+
+/// Per pack, neighbouring chunks (gaps under 1 MiB) become one range of at most
+/// [`RANGE_BYTES`].
+fn coalesce(located: Vec<backup_protocol::ChunkLocation>) -> Vec<RangeRead> {
     let mut by_pack: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
     for chunk in located {
         by_pack
@@ -109,9 +127,9 @@ pub async fn fetch_located(
             .or_default()
             .push((chunk.id, chunk.offset, chunk.length));
     }
+    let mut reads = Vec::new();
     for (pack, mut chunks) in by_pack {
         chunks.sort_by_key(|c| c.1);
-        // Coalesce neighbouring chunks into ranges of at most RANGE_BYTES.
         let mut start = 0;
         while start < chunks.len() {
             let mut end = start + 1;
@@ -121,34 +139,74 @@ pub async fn fetch_located(
             {
                 end += 1;
             }
-            let range_start = chunks[start].1;
-            let range_end = chunks[end - 1].1 + chunks[end - 1].2;
-            let wanted = &chunks[start..end];
-            match agent.vault.read_pack(&pack, range_start, range_end).await {
-                Ok(bytes) => {
-                    // Decoding is CPU work: off the async runtime.
-                    let (sealer, wanted, pack) = (sealer.clone(), wanted.to_vec(), pack.clone());
-                    let decoded = tokio::task::spawn_blocking(move || {
-                        let mut part = Unit::default();
-                        decode_parallel(&sealer, &bytes, range_start, &wanted, &pack, &mut part)
-                            .map(|()| part)
-                    })
-                    .await
-                    .map_err(|e| AgentError::Integrity(format!("a decoder stopped: {e}")))??;
-                    unit.chunks.extend(decoded.chunks);
-                    unit.damaged.extend(decoded.damaged);
-                }
-                // The pack is gone or shorter than its index: its chunks are damaged.
-                Err(AgentError::NotFound(reason)) | Err(AgentError::Service(reason)) => {
-                    for (id, _, _) in wanted {
-                        unit.damaged
-                            .insert(id.clone(), (pack.clone(), reason.clone()));
-                    }
-                }
-                Err(other) => return Err(other),
-            }
+            reads.push(RangeRead {
+                pack: pack.clone(),
+                start: chunks[start].1,
+                end: chunks[end - 1].1 + chunks[end - 1].2,
+                chunks: chunks[start..end].to_vec(),
+            });
             start = end;
         }
     }
-    Ok(unit)
+    reads
+}
+
+/// Downloads one range and decodes its chunks off the async runtime.
+async fn read_range(agent: Arc<Agent>, sealer: Sealer, read: RangeRead) -> Fetched {
+    match agent
+        .vault
+        .read_pack(&read.pack, read.start, read.end)
+        .await
+    {
+        Ok(bytes) => tokio::task::spawn_blocking(move || {
+            let mut part = Unit::default();
+            decode_parallel(
+                &sealer,
+                &bytes,
+                read.start,
+                &read.chunks,
+                &read.pack,
+                &mut part,
+            )
+            .map(|()| part)
+        })
+        .await
+        .map_err(|e| AgentError::Integrity(format!("a decoder stopped: {e}")))?,
+        // The pack is gone or shorter than its index: its chunks are damaged.
+        Err(AgentError::NotFound(reason)) | Err(AgentError::Service(reason)) => {
+            let mut part = Unit::default();
+            for (id, _, _) in read.chunks {
+                part.damaged.insert(id, (read.pack.clone(), reason.clone()));
+            }
+            Ok(part)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Reads and verifies chunks whose places are known: neighbouring chunks of a pack come in
+/// one range, [`RANGES_IN_FLIGHT`] ranges at a time.
+pub async fn fetch_located(
+    agent: &Arc<Agent>,
+    sealer: &Sealer,
+    located: Vec<backup_protocol::ChunkLocation>,
+) -> Fetched {
+    let mut unit = Unit::default();
+    let mut reads = coalesce(located).into_iter();
+    let mut in_flight = std::collections::VecDeque::new();
+    loop {
+        while in_flight.len() < RANGES_IN_FLIGHT {
+            let Some(read) = reads.next() else { break };
+            let task = tokio::spawn(read_range(agent.clone(), sealer.clone(), read));
+            in_flight.push_back(Task(task));
+        }
+        let Some(mut next) = in_flight.pop_front() else {
+            return Ok(unit);
+        };
+        let part = (&mut next.0)
+            .await
+            .map_err(|e| AgentError::Service(format!("a download stopped: {e}")))??;
+        unit.chunks.extend(part.chunks);
+        unit.damaged.extend(part.damaged);
+    }
 }

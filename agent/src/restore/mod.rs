@@ -18,7 +18,7 @@ pub(crate) mod fetch;
 mod plan;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ use crate::agent::Agent;
 use crate::error::{AgentError, Result};
 use crate::manifest::{Entry, Kind, Manifest};
 use crate::sealing::Sealer;
-use fetch::{Fetched, fetch_chunks};
+use fetch::{Fetched, Task, fetch_chunks};
 use plan::{Plan, WINDOW_CHUNKS, no_symlink_between, safe_relative};
 pub use plan::{relative_selections, select};
 use writer::{FileWriter, finish, link_to_first, remove_existing, set_metadata, set_owner};
@@ -142,9 +142,12 @@ fn damage_message(damaged: &[DamagedFile], report: &RestoreReport) -> String {
     lines.join("\n")
 }
 
-/// Writes `planned` under `target`; returns the report and the outcome. Chunks of the next
-/// unit are fetched (async) while this one is written (a blocking thread): at most two
-/// units are in memory.
+/// Fetch units downloaded and decoded ahead of the writer.
+const UNITS_AHEAD: usize = 2;
+
+/// Writes `planned` under `target`; returns the report and the outcome. The next
+/// [`UNITS_AHEAD`] units are fetched (async, in order) while one is written (blocking
+/// threads): memory holds a few units of at most [`plan::BATCH_BYTES`] each.
 async fn restore_entries(
     agent: &Arc<Agent>,
     sealer: &Sealer,
@@ -159,15 +162,29 @@ async fn restore_entries(
     let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(1);
     let fetcher = {
         let (agent, sealer) = (agent.clone(), sealer.clone());
-        tokio::spawn(async move {
-            for ids in units {
-                let fetched = fetch_chunks(&agent, &sealer, ids.iter()).await;
+        Task(tokio::spawn(async move {
+            let mut units = units.into_iter();
+            let mut ahead = std::collections::VecDeque::new();
+            loop {
+                while ahead.len() < UNITS_AHEAD {
+                    let Some(ids) = units.next() else { break };
+                    let (agent, sealer) = (agent.clone(), sealer.clone());
+                    ahead.push_back(Task(tokio::spawn(async move {
+                        fetch_chunks(&agent, &sealer, ids.iter()).await
+                    })));
+                }
+                let Some(mut next) = ahead.pop_front() else {
+                    return;
+                };
+                let fetched = (&mut next.0).await.unwrap_or_else(|e| {
+                    Err(AgentError::Service(format!("a download stopped: {e}")))
+                });
                 let failed = fetched.is_err();
                 if tx.send(fetched).await.is_err() || failed {
                     return;
                 }
             }
-        })
+        }))
     };
     let bar = crate::progress::bytes(agent.progress, total, "restore");
     let target = target.to_path_buf();
@@ -187,7 +204,7 @@ async fn restore_entries(
         (report, result)
     });
     let outcome = writing.await;
-    fetcher.abort();
+    drop(fetcher);
     match outcome {
         Ok(done) => done,
         Err(e) => (
@@ -252,9 +269,11 @@ fn write_all(
     }
     // Where the first name of each hard-link group was written.
     let mut written_groups: HashMap<u64, PathBuf> = HashMap::new();
+    // Parent directories already checked for symlinks and created.
+    let mut ready: HashSet<PathBuf> = HashSet::new();
     for group in &plan.groups {
         for &index in group {
-            no_symlink_between(target, &path_of(index))?;
+            prepare_parent(target, &path_of(index), &mut ready)?;
         }
         if Plan::is_large(planned, group) {
             let (path, entry) = (path_of(group[0]), &planned[group[0]].1);
@@ -272,14 +291,11 @@ fn write_all(
             bar.inc(entry.size);
         } else {
             let unit = next_unit(rx)?;
-            for &index in group {
-                let (path, entry) = (path_of(index), &planned[index].1);
-                if let Some(mut writer) = FileWriter::open(&path, conflict, report)? {
-                    let damage = writer.write(&entry.chunks, &unit)?;
-                    finish(writer, entry, damage, conflict, report, &mut written_groups)?;
-                }
-                bar.inc(entry.size);
-            }
+            let files: Vec<(PathBuf, &Entry)> = group
+                .iter()
+                .map(|&index| (path_of(index), &planned[index].1))
+                .collect();
+            write_small_files(&files, &unit, conflict, report, &mut written_groups, bar)?;
         }
     }
     for &index in &plan.later_links {
@@ -295,6 +311,70 @@ fn write_all(
         if entry.kind == Kind::Dir {
             set_metadata(&target.join(relative), entry)?;
         }
+    }
+    Ok(())
+}
+
+/// Checks (no symlink on the way) and creates the parent of `path` once per directory.
+fn prepare_parent(target: &Path, path: &Path, ready: &mut HashSet<PathBuf>) -> Result<()> {
+    let parent = path.parent().unwrap_or(target);
+    if ready.contains(parent) {
+        return Ok(());
+    }
+    no_symlink_between(target, path)?;
+    std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
+    ready.insert(parent.to_path_buf());
+    Ok(())
+}
+
+/// Writes a group of small files whose chunks are all in `unit`, split across one thread
+/// per core: creating, filling and renaming thousands of small files is system-call bound.
+fn write_small_files(
+    files: &[(PathBuf, &Entry)],
+    unit: &fetch::Unit,
+    conflict: OnConflict,
+    report: &mut RestoreReport,
+    written_groups: &mut HashMap<u64, PathBuf>,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let writers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let per_writer = files.len().div_ceil(writers).max(1);
+    let parts: Vec<Result<(RestoreReport, HashMap<u64, PathBuf>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per_writer)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut report = RestoreReport::default();
+                    let mut groups = HashMap::new();
+                    for (path, entry) in part {
+                        if let Some(mut writer) = FileWriter::open(path, conflict, &mut report)? {
+                            let damage = writer.write(&entry.chunks, unit)?;
+                            finish(writer, entry, damage, conflict, &mut report, &mut groups)?;
+                        }
+                        bar.inc(entry.size);
+                    }
+                    Ok((report, groups))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(AgentError::Integrity("a writer stopped".into())))
+            })
+            .collect()
+    });
+    for part in parts {
+        let (part, groups) = part?;
+        report.files += part.files;
+        report.bytes += part.bytes;
+        report.skipped += part.skipped;
+        report.damaged.extend(part.damaged);
+        written_groups.extend(groups);
     }
     Ok(())
 }

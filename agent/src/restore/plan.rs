@@ -11,10 +11,10 @@ use crate::error::{AgentError, Result};
 use crate::manifest::{Entry, Kind, Manifest};
 
 /// File bytes fetched and held at once.
-pub const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+pub const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Chunks of a large file fetched at once (about 16 MiB).
-pub const WINDOW_CHUNKS: usize = 16;
+/// Chunks of a large file fetched at once (about 8 MiB).
+pub const WINDOW_CHUNKS: usize = 8;
 
 /// Refuses entry paths that could leave the target.
 pub fn safe_relative(path: &[u8]) -> Result<PathBuf> {

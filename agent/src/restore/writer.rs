@@ -107,14 +107,15 @@ pub fn copy_name(path: &Path) -> PathBuf {
 pub struct FileWriter {
     partial: PathBuf,
     destination: PathBuf,
-    file: std::io::BufWriter<std::fs::File>,
+    /// Unbuffered: chunks are written whole, one system call each, without another copy.
+    file: std::fs::File,
     written: u64,
     /// The file ends in a hole (skipped zeros): its length must be set.
     hole_at_end: bool,
 }
 
 impl FileWriter {
-    /// `None` when the conflict policy skips the file.
+    /// `None` when the conflict policy skips the file. The parent directory must exist.
     pub fn open(
         path: &Path,
         conflict: OnConflict,
@@ -131,9 +132,6 @@ impl FileWriter {
                 OnConflict::Overwrite => {}
             }
         }
-        if let Some(parent) = destination.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
-        }
         // A short name that fits NAME_MAX whatever the real name's length.
         let token = uuid::Uuid::new_v4().simple().to_string();
         let partial = destination.with_file_name(format!(".mars-{}.partial", &token[..12]));
@@ -145,7 +143,7 @@ impl FileWriter {
         Ok(Some(FileWriter {
             partial,
             destination,
-            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            file,
             written: 0,
             hole_at_end: false,
         }))
@@ -197,9 +195,6 @@ impl FileWriter {
             written,
             hole_at_end,
         } = self;
-        let file = file
-            .into_inner()
-            .map_err(|e| AgentError::io(&partial, e.into_error()))?;
         if hole_at_end {
             file.set_len(written)
                 .map_err(|e| AgentError::io(&partial, e))?;

@@ -266,7 +266,7 @@ pub async fn data_plane(
 pub fn pack(blobs: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     let mut builder = backup_protocol::PackBuilder::default();
     for (id, blob) in blobs {
-        builder.add(id.to_string(), blob);
+        builder.add(id.to_string(), bytes::Bytes::copy_from_slice(blob));
     }
     builder.finish()
 }
