@@ -11,6 +11,10 @@ use serde::Serialize;
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
 use crate::restore::DamagedFile;
+use crate::restore::fetch::{Task, fetch_located};
+
+/// Packs downloaded and verified at once by `--read-data`.
+const PACKS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -96,8 +100,24 @@ pub async fn run(
                     .push(location);
             }
         }
-        for (_, chunks) in by_pack {
-            let unit = crate::restore::fetch::fetch_located(&agent, &agent.sealer, chunks).await?;
+        // Two packs at a time (each in concurrent ranges): downloading one while the other
+        // is decoded keeps both the network and the cores busy.
+        let mut packs = by_pack.into_values();
+        let mut in_flight = std::collections::VecDeque::new();
+        loop {
+            while in_flight.len() < PACKS_IN_FLIGHT {
+                let Some(chunks) = packs.next() else { break };
+                let agent = agent.clone();
+                in_flight.push_back(Task(tokio::spawn(async move {
+                    fetch_located(&agent, &agent.sealer, chunks).await
+                })));
+            }
+            let Some(mut next) = in_flight.pop_front() else {
+                break;
+            };
+            let unit = (&mut next.0)
+                .await
+                .map_err(|e| AgentError::Service(format!("a download stopped: {e}")))??;
             report.chunks_read += unit.chunks.len();
             report.bytes_read += unit.chunks.values().map(|c| c.len() as u64).sum::<u64>();
             for (id, (pack, reason)) in unit.damaged {

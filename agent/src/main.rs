@@ -197,7 +197,6 @@ async fn run(cli: Cli) -> Result<i32> {
             from_server,
             secondary_region,
         } => {
-            return_large_buffers_to_the_system();
             let agent = Agent::open_in(&home, !json_output, secondary_region)?;
             let server = from_server.unwrap_or_else(|| agent.registration.server_name.clone());
             let points = agent.recovery_points(&server).await?;
@@ -244,6 +243,7 @@ async fn run(cli: Cli) -> Result<i32> {
             passphrase_file,
             secondary_region,
         } => {
+            return_large_buffers_to_the_system();
             let agent = Agent::open_in(&home, !json_output, secondary_region)?;
             let (server, sealer) = agent
                 .source(from_server, passphrase_file.as_deref())

@@ -405,7 +405,7 @@ async fn kill_9_of_vault_server_during_repacks_loses_nothing_live() {
     // process at growing delays into the sweep until one completes.
     let items = format!("{}/backupProtectedItems?api-version=1", stack.vault);
     let mut killed = 0;
-    for delay in [40u64, 120, 250, 500, 900] {
+    for delay in [5u64, 15, 40, 120, 250, 500, 900] {
         let token = stack.token("https://management.azure.com/.default").await;
         let request = stack.http.get(&items).bearer_auth(&token).send();
         let outcome = tokio::time::timeout(Duration::from_millis(delay), request).await;

@@ -35,7 +35,7 @@ use crate::error::{AgentError, Result};
 use crate::manifest::{Entry, Kind, Manifest, encode_path};
 use crate::walk;
 use index::{Index, IndexEntry, index_path, load_index, save_index, unchanged};
-use producer::Producer;
+use producer::{Batch, Producer, filter_missing};
 use uploader::{seal_worker, upload_packs};
 
 #[derive(Debug, Default, Serialize)]
@@ -168,8 +168,9 @@ fn pipeline(
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    // Short queues: what waits in them is memory, and one chunk per worker keeps it busy.
-    let (seal_tx, seal_rx) = sync_channel::<(String, bytes::Bytes)>(workers * 2);
+    // Short queues: what waits in them is memory; a few chunks per worker keep it busy.
+    let (batch_tx, batch_rx) = sync_channel::<Batch>(1);
+    let (seal_tx, seal_rx) = sync_channel::<(String, bytes::Bytes)>(workers * 4);
     let (pack_tx, pack_rx) = sync_channel::<(String, Vec<u8>)>(workers * 2);
     let seal_rx = Arc::new(Mutex::new(seal_rx));
     let uploaded = Mutex::new((0u64, 0u64, 0u64));
@@ -185,15 +186,15 @@ fn pipeline(
         // instead of blocking.
         drop(seal_rx);
         let uploader = scope.spawn(|| upload_packs(agent, &runtime, pack_rx, &uploaded, &failure));
+        let (runtime, failure) = (&runtime, &failure);
+        scope.spawn(move || filter_missing(agent, runtime, batch_rx, seal_tx, failure));
 
         let mut producer = Producer {
             agent,
-            runtime: &runtime,
-            seal_tx,
+            batch_tx,
             known: HashSet::new(),
             batch: Vec::new(),
             batch_bytes: 0,
-            failure: &failure,
         };
         for walked in walked {
             if failure.lock().unwrap_or_else(|p| p.into_inner()).is_some() {

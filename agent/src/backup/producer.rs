@@ -1,10 +1,11 @@
 //! Reading changed files and cutting them into chunks (FastCDC, ~1 MiB; small files read
 //! whole), naming each by keyed BLAKE3, and asking the vault once per batch which chunks it
-//! lacks: only those go on to the sealers.
+//! lacks: only those go on to the sealers. The question is asked on its own thread
+//! ([`filter_missing`]) while the next batch is read.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use bytes::Bytes;
 
@@ -32,17 +33,18 @@ const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 const BATCH_CHUNKS: usize = 1024;
 
-/// Reads and chunks changed files, asks the vault which chunks it lacks (one query per
-/// batch) and sends only those to the sealers.
+/// A batch of new chunks (id, plaintext) for the vault to filter.
+pub type Batch = Vec<(String, Bytes)>;
+
+/// Reads and chunks changed files and hands batches of chunks not seen in this run to
+/// [`filter_missing`].
 pub struct Producer<'a> {
     pub agent: &'a Agent,
-    pub runtime: &'a Handle,
-    pub seal_tx: SyncSender<(String, Bytes)>,
+    pub batch_tx: SyncSender<Batch>,
     /// Ids already sent or known to the vault in this run.
     pub known: HashSet<String>,
-    pub batch: Vec<(String, Bytes)>,
+    pub batch: Batch,
     pub batch_bytes: usize,
-    pub failure: &'a Mutex<Option<AgentError>>,
 }
 
 impl Producer<'_> {
@@ -91,18 +93,32 @@ impl Producer<'_> {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
+        // A closed channel means the filter stopped on a failure, which the caller sees.
+        let _ = self.batch_tx.send(std::mem::take(&mut self.batch));
+    }
+}
+
+/// Asks the vault which chunks of each batch it lacks (one query per batch) and sends
+/// only those to the sealers.
+pub fn filter_missing(
+    agent: &Agent,
+    runtime: &Handle,
+    batches: Receiver<Batch>,
+    seal_tx: SyncSender<(String, Bytes)>,
+    failure: &Mutex<Option<AgentError>>,
+) {
+    for batch in batches {
         let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-        let missing: HashSet<String> = match self.runtime.block_on(self.agent.vault.missing(ids)) {
+        let missing: HashSet<String> = match runtime.block_on(agent.vault.missing(ids)) {
             Ok(missing) => missing.into_iter().collect(),
             Err(e) => {
-                fail(self.failure, e);
+                fail(failure, e);
                 return;
             }
         };
         for (id, data) in batch {
-            if missing.contains(&id) && self.seal_tx.send((id, data)).is_err() {
+            if missing.contains(&id) && seal_tx.send((id, data)).is_err() {
                 return;
             }
         }
