@@ -8,13 +8,18 @@ tools (the data set is read once before the first step). Prints a table with the
 agent/restic ratios.
 
 Usage: bench/run.py [--work DIR] [--data DIR] [--redundancy LocallyRedundant|GeoRedundant|ZoneRedundant]
-                    [--skip-restic] [--perf DIR] [--check]
+                    [--skip-restic] [--perf DIR] [--check] [--restore-dir DIR]
   --work  scratch directory (default: a new temporary directory)
   --data  an existing generated data set to reuse (default: generate one under --work)
   --redundancy  the vault's storage redundancy (default LocallyRedundant: one copy, as
           restic's repository is). GeoRedundant also reports the replication lag: the most
           objects/bytes waiting during the initial backup and how long after it the paired
           region caught up; ZoneRedundant writes three copies before each upload returns.
+  --restore-dir  where both tools restore to (default: under --work). On this machine's
+          root file system (ext4 without a journal) creating 20,000 files soon after
+          deleting 20,000 others is slow for minutes (the allocator skips recently freed
+          inodes; `perf` shows recently_deleted); a tmpfs such as /dev/shm/bench-restore
+          gives both tools the same conditions run after run.
   --check  also time the integrity check that reads all data: `mars-agent check --read-data`
           against `restic check --read-data`, both after the restore
   --skip-restic  time the agent only (for iterating; the ratios need restic's run)
@@ -141,6 +146,7 @@ def main():
     parser.add_argument("--skip-restic", action="store_true")
     parser.add_argument("--perf")
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--restore-dir")
     args = parser.parse_args()
     if args.perf:
         global PERF_DIR
@@ -160,8 +166,10 @@ def main():
     # Restore targets of an earlier run are removed now, not just before each restore:
     # ext4 avoids reusing inodes freed in the last seconds, and creating 20,000 files right
     # after deleting 20,000 spends most of its time in that search (seen with perf).
+    restores = args.restore_dir or work
+    os.makedirs(restores, exist_ok=True)
     for old in ("restore-agent", "restore-restic"):
-        shutil.rmtree(os.path.join(work, old), ignore_errors=True)
+        shutil.rmtree(os.path.join(restores, old), ignore_errors=True)
     sh(["sync"])
     # A previous run may have stopped between mutate and revert.
     subprocess.run([sys.executable, SHARED, "revert", "--root", data], capture_output=True)
@@ -216,7 +224,7 @@ def main():
         results["agent"]["B3"] = timed([*agent, "backup", "--include", data], step="B3")
         import json
         points = json.loads(subprocess.run([*agent, "--json", "recovery-points"], capture_output=True, text=True, check=True).stdout)
-        out = os.path.join(work, "restore-agent")
+        out = os.path.join(restores, "restore-agent")
         shutil.rmtree(out, ignore_errors=True)
         results["agent"]["restore"] = timed([*agent, "restore", points[0]["name"], "--target", out], step="restore")
         sh(["diff", "-r", data, out])
@@ -243,7 +251,7 @@ def main():
         sh([sys.executable, SHARED, "mutate", "--root", data], stdout=subprocess.DEVNULL)
         warm(data)
         results["restic"]["B3"] = timed([*restic, "backup", data], env=env)
-        out = os.path.join(work, "restore-restic")
+        out = os.path.join(restores, "restore-restic")
         shutil.rmtree(out, ignore_errors=True)
         results["restic"]["restore"] = timed([*restic, "restore", "latest", "--target", out], env=env)
         sh(["diff", "-r", data, out + data])

@@ -18,11 +18,16 @@ pub struct Walked {
     pub meta: std::fs::Metadata,
 }
 
+/// Directories this close to the root have their children walked on one thread per core:
+/// a walk is one `statx` per entry, and 20,000 of them on one thread were a fifth of a
+/// no-op backup.
+const PARALLEL_DEPTH: usize = 2;
+
 /// Entries under `root` in path order (parents before children), and the warnings.
 pub fn walk(root: &Path, excludes: &[glob::Pattern]) -> (Vec<Walked>, Vec<String>) {
     let mut entries = Vec::new();
     let mut warnings = Vec::new();
-    visit(root, Vec::new(), excludes, &mut entries, &mut warnings);
+    visit(root, Vec::new(), 0, excludes, &mut entries, &mut warnings);
     (entries, warnings)
 }
 
@@ -34,6 +39,7 @@ fn excluded(rel: &str, excludes: &[glob::Pattern]) -> bool {
 fn visit(
     abs: &Path,
     rel: Vec<u8>,
+    depth: usize,
     excludes: &[glob::Pattern],
     out: &mut Vec<Walked>,
     warnings: &mut Vec<String>,
@@ -90,19 +96,58 @@ fn visit(
         .map(|c| c.file_name())
         .collect();
     names.sort();
-    for name in names {
-        // Names are bytes on Unix: ones that are not UTF-8 are kept exactly (the manifest
-        // carries their bytes).
-        let mut child_rel = rel.clone();
-        if !child_rel.is_empty() {
-            child_rel.push(b'/');
+    let children: Vec<(PathBuf, Vec<u8>)> = names
+        .into_iter()
+        .filter_map(|name| {
+            // Names are bytes on Unix: ones that are not UTF-8 are kept exactly (the
+            // manifest carries their bytes).
+            let mut child_rel = rel.clone();
+            if !child_rel.is_empty() {
+                child_rel.push(b'/');
+            }
+            child_rel.extend_from_slice(name.as_bytes());
+            (!excluded(&String::from_utf8_lossy(&child_rel), excludes))
+                .then(|| (abs.join(&name), child_rel))
+        })
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if depth >= PARALLEL_DEPTH || workers < 2 || children.len() < 2 {
+        for (child, child_rel) in children {
+            visit(&child, child_rel, depth + 1, excludes, out, warnings);
         }
-        child_rel.extend_from_slice(name.as_bytes());
-        if excluded(&String::from_utf8_lossy(&child_rel), excludes) {
-            continue;
-        }
-        visit(&abs.join(&name), child_rel, excludes, out, warnings);
+        return;
     }
+    // Contiguous shares, joined in order: the result is the same as a walk on one thread.
+    let share = children.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = children
+            .chunks(share)
+            .map(|part| {
+                scope.spawn(move || {
+                    let (mut found, mut warned) = (Vec::new(), Vec::new());
+                    for (child, child_rel) in part {
+                        let child_rel = child_rel.clone();
+                        visit(
+                            child,
+                            child_rel,
+                            depth + 1,
+                            excludes,
+                            &mut found,
+                            &mut warned,
+                        );
+                    }
+                    (found, warned)
+                })
+            })
+            .collect();
+        for handle in handles {
+            let (found, warned) = handle.join().expect("a walker does not panic");
+            out.extend(found);
+            warnings.extend(warned);
+        }
+    });
 }
 
 /// Modification time of `meta` as (seconds, nanoseconds).

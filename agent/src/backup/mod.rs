@@ -72,8 +72,10 @@ pub async fn run(
         .to_str()
         .ok_or_else(|| AgentError::Usage(format!("{} is not a UTF-8 path", root.display())))?
         .to_string();
-    let item = agent.vault.protect(&root_text).await?;
-    let job = agent.vault.start_job("Backup", &root_text).await?;
+    let (item, job) = tokio::try_join!(
+        agent.vault.protect(&root_text),
+        agent.vault.start_job("Backup", &root_text)
+    )?;
 
     let pipeline_agent = agent.clone();
     let pipeline_root = root.clone();
@@ -144,8 +146,13 @@ fn pipeline(
     runtime: Handle,
 ) -> Result<(Manifest, BackupReport, Index)> {
     let mut report = BackupReport::default();
-    let old_index = load_index(&index_path(agent, root.to_str().unwrap_or_default()));
-    let (walked, warnings) = walk::walk(root, excludes);
+    // The index is read while the tree is walked.
+    let (old_index, (walked, warnings)) = std::thread::scope(|scope| {
+        let index =
+            scope.spawn(|| load_index(&index_path(agent, root.to_str().unwrap_or_default())));
+        let walked = walk::walk(root, excludes);
+        (index.join().unwrap_or_default(), walked)
+    });
     report.warnings = warnings;
     let protected: u64 = walked
         .iter()
@@ -170,7 +177,7 @@ fn pipeline(
         .unwrap_or(2);
     // Short queues: what waits in them is memory; a few chunks per worker keep it busy.
     let (batch_tx, batch_rx) = sync_channel::<Batch>(1);
-    let (seal_tx, seal_rx) = sync_channel::<(String, bytes::Bytes)>(workers * 4);
+    let (seal_tx, seal_rx) = sync_channel::<(String, bytes::Bytes)>(workers * 2);
     let (pack_tx, pack_rx) = sync_channel::<(String, Vec<u8>)>(workers * 2);
     let seal_rx = Arc::new(Mutex::new(seal_rx));
     let uploaded = Mutex::new((0u64, 0u64, 0u64));

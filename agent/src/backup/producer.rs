@@ -29,9 +29,9 @@ const WHOLE_FILE: u64 = 8 * 1024 * 1024;
 
 /// Chunk bytes held while the vault is asked which it lacks: with the queues to the sealers
 /// and the uploader, this bounds the agent's memory (peak RSS is compared with restic's).
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-const BATCH_CHUNKS: usize = 1024;
+const BATCH_CHUNKS: usize = 512;
 
 /// A batch of new chunks (id, plaintext) for the vault to filter.
 pub type Batch = Vec<(String, Bytes)>;
