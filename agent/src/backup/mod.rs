@@ -35,8 +35,8 @@ use crate::error::{AgentError, Result};
 use crate::manifest::{Entry, Kind, Manifest, encode_path};
 use crate::walk;
 use index::{Index, IndexEntry, index_path, load_index, save_index, unchanged};
-use producer::{Batch, Producer, filter_missing};
-use uploader::{seal_worker, upload_packs};
+use producer::{Batch, Group, Producer, filter_missing};
+use uploader::{Sealed, seal_worker, upload_packs};
 
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -177,8 +177,8 @@ fn pipeline(
         .unwrap_or(2);
     // Short queues: what waits in them is memory; a few chunks per worker keep it busy.
     let (batch_tx, batch_rx) = sync_channel::<Batch>(1);
-    let (seal_tx, seal_rx) = sync_channel::<(String, bytes::Bytes)>(workers * 2);
-    let (pack_tx, pack_rx) = sync_channel::<(String, Vec<u8>)>(workers * 2);
+    let (seal_tx, seal_rx) = sync_channel::<Group>(workers);
+    let (pack_tx, pack_rx) = sync_channel::<Sealed>(workers);
     let seal_rx = Arc::new(Mutex::new(seal_rx));
     let uploaded = Mutex::new((0u64, 0u64, 0u64));
     let failure: Mutex<Option<AgentError>> = Mutex::new(None);

@@ -13,6 +13,7 @@ use crate::error::{AgentError, Result};
 use crate::sealing::Sealer;
 
 use super::fail;
+use super::producer::Group;
 
 /// Packs of about 16 MiB (restic's size): two uploading and one filling is 48 MiB.
 const PACK_TARGET: usize = 16 * 1024 * 1024;
@@ -20,16 +21,21 @@ const PACK_TARGET: usize = 16 * 1024 * 1024;
 /// Pack uploads in flight at once.
 const UPLOADS_IN_FLIGHT: usize = 2;
 
-pub fn seal_worker(
-    sealer: &Sealer,
-    rx: &Mutex<Receiver<(String, Bytes)>>,
-    tx: &SyncSender<(String, Vec<u8>)>,
-) {
+/// Sealed chunks (id, blob) of one group, in order.
+pub type Sealed = Vec<(String, Vec<u8>)>;
+
+pub fn seal_worker(sealer: &Sealer, rx: &Mutex<Receiver<Group>>, tx: &SyncSender<Sealed>) {
     loop {
         let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok((id, data)) = next else { return };
-        let blob = sealer.seal(&id, &data);
-        if tx.send((id, blob)).is_err() {
+        let Ok(group) = next else { return };
+        let sealed = group
+            .into_iter()
+            .map(|(id, data)| {
+                let blob = sealer.seal(&id, &data);
+                (id, blob)
+            })
+            .collect();
+        if tx.send(sealed).is_err() {
             return;
         }
     }
@@ -38,7 +44,7 @@ pub fn seal_worker(
 pub fn upload_packs(
     agent: &Arc<Agent>,
     runtime: &Handle,
-    rx: Receiver<(String, Vec<u8>)>,
+    rx: Receiver<Sealed>,
     uploaded: &Mutex<(u64, u64, u64)>,
     failure: &Mutex<Option<AgentError>>,
 ) {
@@ -78,7 +84,7 @@ pub fn upload_packs(
             Ok((chunks, size))
         })
     };
-    for (id, blob) in rx {
+    for (id, blob) in rx.into_iter().flatten() {
         pack.add(id, Bytes::from(blob));
         chunks += 1;
         if pack.len() >= PACK_TARGET {
