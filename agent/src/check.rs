@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
 use crate::restore::DamagedFile;
-use crate::restore::fetch::{Task, fetch_located};
+use crate::restore::fetch::{Keep, Task, fetch_located};
 
 /// Packs downloaded and verified at once by `--read-data`.
 const PACKS_IN_FLIGHT: usize = 2;
@@ -109,7 +109,7 @@ pub async fn run(
                 let Some(chunks) = packs.next() else { break };
                 let agent = agent.clone();
                 in_flight.push_back(Task(tokio::spawn(async move {
-                    fetch_located(&agent, &agent.sealer, chunks).await
+                    fetch_located(&agent, &agent.sealer, chunks, Keep::Nothing).await
                 })));
             }
             let Some(mut next) = in_flight.pop_front() else {
@@ -118,8 +118,8 @@ pub async fn run(
             let unit = (&mut next.0)
                 .await
                 .map_err(|e| AgentError::Service(format!("a download stopped: {e}")))??;
-            report.chunks_read += unit.chunks.len();
-            report.bytes_read += unit.chunks.values().map(|c| c.len() as u64).sum::<u64>();
+            report.chunks_read += unit.verified;
+            report.bytes_read += unit.bytes;
             for (id, (pack, reason)) in unit.damaged {
                 bad.push((id, pack, reason));
             }

@@ -17,11 +17,22 @@ const RANGE_BYTES: u64 = 8 * 1024 * 1024;
 /// they are in and why).
 #[derive(Default)]
 pub struct Unit {
+    /// Plaintexts by id (empty when fetched only to verify).
     pub chunks: HashMap<String, Vec<u8>>,
+    /// Chunks that passed verification, and their plaintext bytes.
+    pub verified: usize,
+    pub bytes: u64,
     pub damaged: HashMap<String, (String, String)>,
 }
 
 pub type Fetched = Result<Unit>;
+
+/// Whether verified plaintexts are kept (restore) or only counted (check).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Data,
+    Nothing,
+}
 
 /// Authenticates and decompresses the chunks of one downloaded range on every core; a
 /// chunk that fails is reported, not fatal.
@@ -32,6 +43,7 @@ fn decode_parallel(
     chunks: &[(String, u64, u64)],
     pack: &str,
     unit: &mut Unit,
+    keep: Keep,
 ) -> Result<()> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -70,7 +82,11 @@ fn decode_parallel(
     for (id, opened) in results {
         match opened {
             Ok(data) => {
-                unit.chunks.insert(id, data);
+                unit.verified += 1;
+                unit.bytes += data.len() as u64;
+                if keep == Keep::Data {
+                    unit.chunks.insert(id, data);
+                }
             }
             Err(e) => {
                 unit.damaged.insert(id, (pack.to_string(), e.to_string()));
@@ -93,7 +109,7 @@ pub async fn fetch_chunks<'a>(
         return Ok(Unit::default());
     }
     let located = agent.vault.locate(unique).await?;
-    fetch_located(agent, sealer, located).await
+    fetch_located(agent, sealer, located, Keep::Data).await
 }
 
 /// Range reads of one unit in flight at once.
@@ -152,7 +168,7 @@ fn coalesce(located: Vec<backup_protocol::ChunkLocation>) -> Vec<RangeRead> {
 }
 
 /// Downloads one range and decodes its chunks off the async runtime.
-async fn read_range(agent: Arc<Agent>, sealer: Sealer, read: RangeRead) -> Fetched {
+async fn read_range(agent: Arc<Agent>, sealer: Sealer, read: RangeRead, keep: Keep) -> Fetched {
     match agent
         .vault
         .read_pack(&read.pack, read.start, read.end)
@@ -167,6 +183,7 @@ async fn read_range(agent: Arc<Agent>, sealer: Sealer, read: RangeRead) -> Fetch
                 &read.chunks,
                 &read.pack,
                 &mut part,
+                keep,
             )
             .map(|()| part)
         })
@@ -190,6 +207,7 @@ pub async fn fetch_located(
     agent: &Arc<Agent>,
     sealer: &Sealer,
     located: Vec<backup_protocol::ChunkLocation>,
+    keep: Keep,
 ) -> Fetched {
     let mut unit = Unit::default();
     let mut reads = coalesce(located).into_iter();
@@ -197,7 +215,7 @@ pub async fn fetch_located(
     loop {
         while in_flight.len() < RANGES_IN_FLIGHT {
             let Some(read) = reads.next() else { break };
-            let task = tokio::spawn(read_range(agent.clone(), sealer.clone(), read));
+            let task = tokio::spawn(read_range(agent.clone(), sealer.clone(), read, keep));
             in_flight.push_back(Task(task));
         }
         let Some(mut next) = in_flight.pop_front() else {
@@ -207,6 +225,8 @@ pub async fn fetch_located(
             .await
             .map_err(|e| AgentError::Service(format!("a download stopped: {e}")))??;
         unit.chunks.extend(part.chunks);
+        unit.verified += part.verified;
+        unit.bytes += part.bytes;
         unit.damaged.extend(part.damaged);
     }
 }
