@@ -197,16 +197,19 @@ impl DataPlane {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        for entry in &entries {
-            sqlx::query("INSERT INTO chunks (vault_id, id, pack, offset, length) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
-                .bind(vault_id)
-                .bind(&entry.id)
-                .bind(id)
-                .bind(entry.offset as i64)
-                .bind(entry.length as i64)
-                .execute(&mut *tx)
-                .await?;
-        }
+        // One statement for the pack's whole index: a statement per chunk was a round trip
+        // to SQLite's worker thread each, and those wake-ups were a third of the server's
+        // time during a backup.
+        sqlx::query(
+            "INSERT INTO chunks (vault_id, id, pack, offset, length) \
+             SELECT ?1, j.value ->> 'id', ?2, j.value ->> 'offset', j.value ->> 'length' FROM json_each(?3) j \
+             WHERE true ON CONFLICT DO NOTHING",
+        )
+        .bind(vault_id)
+        .bind(id)
+        .bind(serde_json::to_string(&entries).expect("entries serialise"))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(entries.len())
     }
