@@ -168,6 +168,16 @@ pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replacing(path, bytes, true)
+}
+
+/// Like [`write_atomic`] but without waiting for the disk: for caches, which a crash may
+/// lose (the old version or none is then read) but never leave half-written.
+pub fn write_cache(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replacing(path, bytes, false)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -178,6 +188,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| AgentError::io(&temporary, e))?;
     file.write_all(bytes)
         .map_err(|e| AgentError::io(&temporary, e))?;
-    file.sync_all().map_err(|e| AgentError::io(&temporary, e))?;
+    if durable {
+        file.sync_all().map_err(|e| AgentError::io(&temporary, e))?;
+    }
     std::fs::rename(&temporary, path).map_err(|e| AgentError::io(path, e))
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::Agent;
-use crate::config::write_atomic;
+use crate::config::write_cache;
 use crate::error::Result;
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -67,9 +67,11 @@ pub fn unchanged(entry: &IndexEntry, meta: &std::fs::Metadata) -> bool {
         && entry.inode == meta.ino()
 }
 
-/// Saves the index (after the recovery point is committed).
+/// Saves the index (after the recovery point is committed). It is a cache: not synced to
+/// disk (that wait was 7 % of a no-op backup); after a power failure the previous index,
+/// or none, is read, and changed files are found by reading them.
 pub fn save_index(path: &Path, index: &Index) -> Result<()> {
-    write_atomic(
+    write_cache(
         path,
         &serde_json::to_vec(index).expect("an index serialises"),
     )
