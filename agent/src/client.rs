@@ -397,6 +397,21 @@ impl Service {
         self.send(build).await?.bytes().await.map_err(network)
     }
 
+    /// Bytes `[start, end)` of `path`, read straight into one buffer of that size (no
+    /// joining of the received frames afterwards), for the caller to decrypt in place.
+    pub async fn get_range(&self, path: &str, start: u64, end: u64) -> Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        let range = format!("bytes={start}-{}", end - 1);
+        let mut response = self
+            .send(|| self.http.get(&url).header("Range", &range))
+            .await?;
+        let mut buffer = Vec::with_capacity((end - start) as usize);
+        while let Some(frame) = response.chunk().await.map_err(network)? {
+            buffer.extend_from_slice(&frame);
+        }
+        Ok(buffer)
+    }
+
     pub async fn put_bytes(&self, path: &str, body: Bytes) -> Result<()> {
         self.send(|| {
             self.http

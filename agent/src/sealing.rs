@@ -6,6 +6,8 @@ use std::cell::RefCell;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
+use bytes::Bytes;
+
 use crate::error::{AgentError, Result};
 use crate::keys::MasterKey;
 
@@ -122,6 +124,80 @@ impl Sealer {
         }
     }
 
+    /// Opens the chunks whose blobs lie in `buffer` at (id, offset, length), decrypting in
+    /// place: a stored (raw) chunk comes back as a slice of the buffer, a compressed one
+    /// decompressed; each is checked against its id. A blob that fails is reported, not
+    /// fatal. (One copy fewer per chunk than [`Sealer::open`].)
+    pub fn open_all(
+        &self,
+        mut buffer: Vec<u8>,
+        blobs: &[(String, usize, usize)],
+    ) -> Vec<(String, Result<Bytes>)> {
+        let mut bodies = Vec::with_capacity(blobs.len());
+        for (id, offset, length) in blobs {
+            let body = match buffer.get_mut(*offset..offset + length) {
+                Some(blob) => self
+                    .decrypt_in_place(blob, id.as_bytes())
+                    .map(|(format, body)| (format, offset + body.start..offset + body.end)),
+                None => Err(AgentError::Integrity(
+                    "the pack is shorter than its index says".into(),
+                )),
+            };
+            bodies.push(body);
+        }
+        let buffer = Bytes::from(buffer);
+        blobs
+            .iter()
+            .zip(bodies)
+            .map(|((id, _, _), body)| {
+                let data = body.and_then(|(format, range)| match format {
+                    RAW => Ok(buffer.slice(range)),
+                    _ => decompress(&buffer[range], MAX_CHUNK)
+                        .map(Bytes::from)
+                        .map_err(|e| {
+                            AgentError::Integrity(format!("a blob does not decompress: {e}"))
+                        }),
+                });
+                let checked = data.and_then(|data| match self.chunk_id(&data) == *id {
+                    true => Ok(data),
+                    false => Err(AgentError::Integrity(format!(
+                        "chunk {id} does not match its content"
+                    ))),
+                });
+                (id.clone(), checked)
+            })
+            .collect()
+    }
+
+    /// Decrypts `blob` in place; returns its format and where the body lies in it.
+    fn decrypt_in_place(
+        &self,
+        blob: &mut [u8],
+        aad: &[u8],
+    ) -> Result<(u8, std::ops::Range<usize>)> {
+        if blob.len() < 1 + NONCE_LEN + TAG_LEN {
+            return Err(AgentError::Integrity("a blob is truncated".into()));
+        }
+        let format = blob[0];
+        if format != RAW && format != ZSTD {
+            return Err(AgentError::Integrity(format!(
+                "unknown blob format {format}"
+            )));
+        }
+        let (head, body) = blob.split_at_mut(1 + NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&head[1..]).expect("12 bytes");
+        let plain = self
+            .cipher
+            .open_in_place(nonce, Aad::from(aad), body)
+            .map_err(|_| {
+                AgentError::Integrity(
+                    "a blob failed authentication (damaged, or another key)".into(),
+                )
+            })?
+            .len();
+        Ok((format, 1 + NONCE_LEN..1 + NONCE_LEN + plain))
+    }
+
     /// Decrypts and checks a chunk against its id.
     pub fn open(&self, id: &str, blob: &[u8]) -> Result<Vec<u8>> {
         let data = self.decrypt(blob, id.as_bytes(), MAX_CHUNK)?;
@@ -193,6 +269,48 @@ mod tests {
         );
         let other_key = Sealer::new(&MasterKey::generate());
         assert!(other_key.open(&id, &blob).is_err());
+    }
+
+    #[test]
+    fn blobs_open_in_place_from_one_buffer() {
+        let sealer = Sealer::new(&MasterKey::generate());
+        let text = b"compressible text ".repeat(200);
+        let mut random = vec![0u8; 40 * 1024];
+        aws_lc_rs::rand::fill(&mut random).unwrap();
+        let mut buffer = b"ignored prefix".to_vec();
+        let mut blobs = Vec::new();
+        for data in [&text[..], &random[..]] {
+            let id = sealer.chunk_id(data);
+            let blob = sealer.seal(&id, data);
+            blobs.push((id, buffer.len(), blob.len()));
+            buffer.extend_from_slice(&blob);
+        }
+        // A third entry whose blob was damaged, and one past the end of the buffer.
+        let (damaged_id, at, length) = blobs[0].clone();
+        let mut damaged = buffer[at..at + length].to_vec();
+        damaged[length - 1] ^= 1;
+        blobs.push((damaged_id, buffer.len(), length));
+        buffer.extend_from_slice(&damaged);
+        blobs.push((sealer.chunk_id(b"x"), buffer.len(), 100));
+        let opened = sealer.open_all(buffer, &blobs);
+        assert_eq!(opened[0].1.as_ref().unwrap().as_ref(), &text[..]);
+        assert_eq!(opened[1].1.as_ref().unwrap().as_ref(), &random[..]);
+        assert!(
+            opened[2]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("authentication")
+        );
+        assert!(
+            opened[3]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("shorter")
+        );
     }
 
     #[test]

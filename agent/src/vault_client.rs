@@ -95,9 +95,9 @@ impl VaultClient {
     }
 
     /// Bytes `[start, end)` of a pack.
-    pub async fn read_pack(&self, pack: &str, start: u64, end: u64) -> Result<Bytes> {
+    pub async fn read_pack(&self, pack: &str, start: u64, end: u64) -> Result<Vec<u8>> {
         self.service
-            .get_bytes(&self.read(routes::pack(pack)), Some((start, end)))
+            .get_range(&self.read(routes::pack(pack)), start, end)
             .await
     }
 

@@ -1,7 +1,7 @@
 //! Fetching chunks for a restore: located in one query per unit, read as coalesced ranges
-//! per pack (several at once), then authenticated, checked against their ids and
-//! decompressed on every core, off the async runtime. A chunk that fails verification is
-//! reported, not fatal.
+//! per pack (several at once, each decoded on a blocking thread as it arrives), then
+//! authenticated, checked against their ids and decompressed. A chunk that fails
+//! verification is reported, not fatal.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ const RANGE_BYTES: u64 = 8 * 1024 * 1024;
 #[derive(Default)]
 pub struct Unit {
     /// Plaintexts by id (empty when fetched only to verify).
-    pub chunks: HashMap<String, Vec<u8>>,
+    pub chunks: HashMap<String, bytes::Bytes>,
     /// Chunks that passed verification, and their plaintext bytes.
     pub verified: usize,
     pub bytes: u64,
@@ -34,52 +34,28 @@ pub enum Keep {
     Nothing,
 }
 
-/// Authenticates and decompresses the chunks of one downloaded range on every core; a
-/// chunk that fails is reported, not fatal.
-fn decode_parallel(
+/// Authenticates, decompresses and checks the chunks of one downloaded range (decrypted in
+/// place: raw chunks stay slices of the range); a chunk that fails is reported, not fatal.
+fn decode(
     sealer: &Sealer,
-    bytes: &[u8],
+    buffer: Vec<u8>,
     range_start: u64,
     chunks: &[(String, u64, u64)],
     pack: &str,
-    unit: &mut Unit,
     keep: Keep,
-) -> Result<()> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let per_worker = chunks.len().div_ceil(workers).max(1);
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .chunks(per_worker)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(id, offset, length)| {
-                            let from = (offset - range_start) as usize;
-                            let opened = match bytes.get(from..from + *length as usize) {
-                                Some(blob) => sealer.open(id, blob),
-                                None => Err(AgentError::Integrity(format!(
-                                    "pack {pack} is shorter than its index says"
-                                ))),
-                            };
-                            (id.clone(), opened)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(chunks.len());
-        for handle in handles {
-            out.extend(
-                handle
-                    .join()
-                    .map_err(|_| AgentError::Integrity("a decoder stopped".into()))?,
-            );
-        }
-        Ok::<_, AgentError>(out)
-    })?;
-    for (id, opened) in results {
+) -> Unit {
+    let blobs: Vec<(String, usize, usize)> = chunks
+        .iter()
+        .map(|(id, offset, length)| {
+            (
+                id.clone(),
+                (offset - range_start) as usize,
+                *length as usize,
+            )
+        })
+        .collect();
+    let mut unit = Unit::default();
+    for (id, opened) in sealer.open_all(buffer, &blobs) {
         match opened {
             Ok(data) => {
                 unit.verified += 1;
@@ -93,7 +69,7 @@ fn decode_parallel(
             }
         }
     }
-    Ok(())
+    unit
 }
 
 /// Fetches and verifies chunks: located in one query, read as coalesced ranges per pack.
@@ -174,18 +150,15 @@ async fn read_range(agent: Arc<Agent>, sealer: Sealer, read: RangeRead, keep: Ke
         .read_pack(&read.pack, read.start, read.end)
         .await
     {
-        Ok(bytes) => tokio::task::spawn_blocking(move || {
-            let mut part = Unit::default();
-            decode_parallel(
+        Ok(buffer) => tokio::task::spawn_blocking(move || {
+            Ok(decode(
                 &sealer,
-                &bytes,
+                buffer,
                 read.start,
                 &read.chunks,
                 &read.pack,
-                &mut part,
                 keep,
-            )
-            .map(|()| part)
+            ))
         })
         .await
         .map_err(|e| AgentError::Integrity(format!("a decoder stopped: {e}")))?,
