@@ -164,9 +164,10 @@ impl Machine {
         let out = self.run(&all).await;
         assert!(
             out.status.success() || out.status.code() == Some(1),
-            "mars-agent {args:?} failed ({:?}): {}",
+            "mars-agent {args:?} failed ({:?}): {}{}",
             out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
         );
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
