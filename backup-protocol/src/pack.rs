@@ -74,17 +74,29 @@ impl PackBuilder {
 /// The index of a pack body, checked: every entry names a valid chunk id and lies inside
 /// the blob area.
 pub fn parse_index(body: &[u8]) -> Result<Vec<PackEntry>, PackError> {
+    parse_index_tail(body, body.len() as u64)
+}
+
+/// Like [`parse_index`] from the end of a body only: `tail` is its last bytes (at least
+/// the index and its length), `body_len` its whole length. For a pack that arrived in
+/// parts, which need not be joined to be checked.
+pub fn parse_index_tail(tail: &[u8], body_len: u64) -> Result<Vec<PackEntry>, PackError> {
     let bad = |why: &str| PackError(why.to_string());
-    if body.len() < 4 {
+    if tail.len() < 4 || body_len < tail.len() as u64 {
         return Err(bad("shorter than its trailer"));
     }
-    let (rest, trailer) = body.split_at(body.len() - 4);
+    let (rest, trailer) = tail.split_at(tail.len() - 4);
     let length = u32::from_le_bytes(trailer.try_into().expect("4 bytes")) as usize;
-    if length > rest.len() {
+    if length as u64 > body_len - 4 {
         return Err(bad("the index length points outside the pack"));
     }
-    let data_end = rest.len() - length;
-    let entries: Vec<PackEntry> = serde_json::from_slice(&rest[data_end..])
+    if length > rest.len() {
+        return Err(bad(
+            "the index is longer than the end of the pack that was read",
+        ));
+    }
+    let data_end = body_len - 4 - length as u64;
+    let entries: Vec<PackEntry> = serde_json::from_slice(&rest[rest.len() - length..])
         .map_err(|e| PackError(format!("the index is not JSON ({e})")))?;
     for entry in &entries {
         if !is_hex_id(&entry.id) {
@@ -93,7 +105,7 @@ pub fn parse_index(body: &[u8]) -> Result<Vec<PackEntry>, PackError> {
         if entry
             .offset
             .checked_add(entry.length)
-            .is_none_or(|end| end > data_end as u64)
+            .is_none_or(|end| end > data_end)
         {
             return Err(bad("an index entry points outside the pack data"));
         }

@@ -357,18 +357,25 @@ impl Blobs {
 
     /// Writes `bytes` at `path` in the primary (and the zones, for ZRS), queueing the copy to
     /// the paired region for GRS.
-    pub async fn put(&self, path: &ObjectPath, bytes: Bytes) -> Result<(), BlobError> {
+    /// `bytes`: one buffer, or the parts of one (a pack as it arrived), written without
+    /// joining them.
+    pub async fn put(
+        &self,
+        path: &ObjectPath,
+        bytes: impl Into<PutPayload>,
+    ) -> Result<(), BlobError> {
+        let bytes: PutPayload = bytes.into();
         let placement = self.placement_of(path).await?;
         if let Some(p) = &placement {
             self.check_up(&p.region)?;
         }
         let queued = match &placement {
-            Some(p) => self.enqueue(p, path, "put", bytes.len()).await?,
+            Some(p) => self.enqueue(p, path, "put", bytes.content_length()).await?,
             None => None,
         };
         self.store("primary")
             .await?
-            .put(path, PutPayload::from(bytes.clone()))
+            .put(path, bytes.clone())
             .await?;
         if let Some(p) = placement
             .as_ref()
@@ -377,7 +384,7 @@ impl Blobs {
             for zone in EXTRA_ZONES {
                 self.store(&format!("zone/{}/{zone}", p.region))
                     .await?
-                    .put(path, PutPayload::from(bytes.clone()))
+                    .put(path, bytes.clone())
                     .await?;
             }
         }

@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 
-use backup_protocol::{ChunkLocation, Job, RecoveryPoint, is_hex_id, parse_index};
+use backup_protocol::{ChunkLocation, Job, RecoveryPoint, is_hex_id, parse_index_tail};
 use bytes::Bytes;
+use object_store::PutPayload;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
@@ -36,6 +37,21 @@ pub struct Machine {
 pub struct DataPlane {
     pool: SqlitePool,
     blobs: Arc<Blobs>,
+}
+
+/// The last `n` bytes of a body in parts (all of it when shorter).
+fn tail(parts: &[Bytes], n: usize) -> Vec<u8> {
+    let mut pieces = Vec::new();
+    let mut wanted = n;
+    for part in parts.iter().rev() {
+        if wanted == 0 {
+            break;
+        }
+        let take = wanted.min(part.len());
+        pieces.push(&part[part.len() - take..]);
+        wanted -= take;
+    }
+    pieces.into_iter().rev().flatten().copied().collect()
 }
 
 pub(crate) fn pack_path(vault_id: i64, id: &str) -> ObjectPath {
@@ -157,26 +173,46 @@ impl DataPlane {
         .await?)
     }
 
-    /// Stores a pack: `body` = chunk blobs, then the JSON index, then its length as u32 LE.
-    /// The pack id must be the BLAKE3 of the body. Uploading a stored pack again is a no-op.
-    pub async fn put_pack(&self, vault_id: i64, id: &str, body: Bytes, now: i64) -> Result<usize> {
+    /// Stores a pack: `body` = chunk blobs, then the JSON index, then its length as u32 LE,
+    /// in the parts it arrived in (hashed and written without joining them). The pack id
+    /// must be the BLAKE3 of the body. Uploading a stored pack again is a no-op.
+    pub async fn put_pack(
+        &self,
+        vault_id: i64,
+        id: &str,
+        body: Vec<Bytes>,
+        now: i64,
+    ) -> Result<usize> {
         if !is_hex_id(id) {
             return Err(VsError::BadRequest(format!(
                 "'{id}' is not a pack id (64 lower-case hex digits)."
             )));
         }
-        if body.len() > MAX_PACK_BYTES {
+        let size: usize = body.iter().map(Bytes::len).sum();
+        if size > MAX_PACK_BYTES {
             return Err(VsError::BadRequest(format!(
                 "Packs are at most {MAX_PACK_BYTES} bytes."
             )));
         }
-        let actual = blake3::hash(&body).to_hex().to_string();
+        let mut hasher = blake3::Hasher::new();
+        for part in &body {
+            hasher.update(part);
+        }
+        let actual = hasher.finalize().to_hex().to_string();
         if actual != id {
             return Err(VsError::BadRequest(format!(
                 "The pack body does not match its id (BLAKE3 {actual}); it was damaged in transit, upload it again."
             )));
         }
-        let entries = parse_index(&body).map_err(|e| VsError::BadRequest(e.to_string()))?;
+        let malformed = |e: backup_protocol::PackError| VsError::BadRequest(e.to_string());
+        let trailer = tail(&body, 4);
+        let index_length = match trailer.try_into() {
+            Ok(bytes) => u32::from_le_bytes(bytes) as usize,
+            Err(_) => 0,
+        };
+        // An index length past the body is refused by the parser, not read.
+        let index_tail = tail(&body, index_length.saturating_add(4).min(size));
+        let entries = parse_index_tail(&index_tail, size as u64).map_err(malformed)?;
         let known: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM packs WHERE vault_id = ? AND id = ?")
                 .bind(vault_id)
@@ -187,13 +223,16 @@ impl DataPlane {
             return Ok(entries.len());
         }
         self.blobs
-            .put(&pack_path(vault_id, id), body.clone())
+            .put(
+                &pack_path(vault_id, id),
+                body.into_iter().collect::<PutPayload>(),
+            )
             .await?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO packs (vault_id, id, size, uploaded_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
             .bind(vault_id)
             .bind(id)
-            .bind(body.len() as i64)
+            .bind(size as i64)
             .bind(now)
             .execute(&mut *tx)
             .await?;

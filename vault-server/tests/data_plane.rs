@@ -20,7 +20,7 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
 
     let wrong_id = "b".repeat(64);
     let damaged = data
-        .put_pack(vault.id, &wrong_id, Bytes::from(body.clone()), 1)
+        .put_pack(vault.id, &wrong_id, vec![Bytes::from(body.clone())], 1)
         .await;
     assert!(matches!(damaged, Err(VsError::BadRequest(m)) if m.contains("does not match")));
     let mut bad_index = body.clone();
@@ -28,7 +28,7 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
     bad_index[len - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
     let bad_id = blake3::hash(&bad_index).to_hex().to_string();
     let malformed = data
-        .put_pack(vault.id, &bad_id, Bytes::from(bad_index), 1)
+        .put_pack(vault.id, &bad_id, vec![Bytes::from(bad_index)], 1)
         .await;
     assert!(matches!(malformed, Err(VsError::BadRequest(m)) if m.contains("malformed")));
 
@@ -39,7 +39,7 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
         std::slice::from_ref(&chunk)
     );
     assert_eq!(
-        data.put_pack(vault.id, &id, Bytes::from(body.clone()), 1)
+        data.put_pack(vault.id, &id, vec![Bytes::from(body.clone())], 1)
             .await
             .unwrap(),
         1
@@ -51,12 +51,35 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
             .is_empty()
     );
     assert_eq!(
-        data.put_pack(vault.id, &id, Bytes::from(body.clone()), 1)
+        data.put_pack(vault.id, &id, vec![Bytes::from(body.clone())], 1)
             .await
             .unwrap(),
         1,
         "idempotent"
     );
+
+    // A pack arrives in parts, split anywhere (here inside the index and its length).
+    let other = "e".repeat(64);
+    let (parted_id, parted) = pack(&[(&other, b"more sealed bytes")]);
+    let cuts = [5, parted.len() - 30, parted.len() - 2];
+    let parts = vec![
+        Bytes::copy_from_slice(&parted[..cuts[0]]),
+        Bytes::copy_from_slice(&parted[cuts[0]..cuts[1]]),
+        Bytes::copy_from_slice(&parted[cuts[1]..cuts[2]]),
+        Bytes::copy_from_slice(&parted[cuts[2]..]),
+    ];
+    assert_eq!(
+        data.put_pack(vault.id, &parted_id, parts, 1).await.unwrap(),
+        1
+    );
+    let stored = data
+        .read_pack(vault.id, &parted_id, None, None)
+        .await
+        .unwrap();
+    assert_eq!(&stored[..], &parted[..], "stored as one body");
+    let empty_id = blake3::hash(b"").to_hex().to_string();
+    let empty = data.put_pack(vault.id, &empty_id, Vec::new(), 1).await;
+    assert!(matches!(empty, Err(VsError::BadRequest(m)) if m.contains("trailer")));
 
     let first = data
         .read_pack(vault.id, &id, Some((0, 12)), None)

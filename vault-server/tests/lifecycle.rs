@@ -198,10 +198,10 @@ async fn expired_points_are_collected_and_mostly_garbage_packs_are_repacked() {
     let blob_c = vec![3u8; 100];
     let (p1, body1) = pack(&[(&a, &[1u8; 1000]), (&b, &[2u8; 1000]), (&c, &blob_c)]);
     let (p2, body2) = pack(&[(&d, &[4u8; 500])]);
-    data.put_pack(vault.id, &p1, Bytes::from(body1), 1)
+    data.put_pack(vault.id, &p1, vec![Bytes::from(body1)], 1)
         .await
         .unwrap();
-    data.put_pack(vault.id, &p2, Bytes::from(body2), 1)
+    data.put_pack(vault.id, &p2, vec![Bytes::from(body2)], 1)
         .await
         .unwrap();
     state

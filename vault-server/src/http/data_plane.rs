@@ -44,7 +44,14 @@ pub async fn handle(
     let now = state.clock.unix();
     // The caller is authenticated; each route reads at most what it can need.
     let limit = body_limit(&method, &segments);
-    let body = super::read_body(headers, body, limit).await?;
+    // A pack is kept in the parts it arrived in; other bodies are small and read whole.
+    let parts = super::read_body_parts(headers, body, limit).await?;
+    let body = match parts.as_slice() {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        _ if matches!((&method, segments.as_slice()), (&Method::PUT, ["packs", _])) => Bytes::new(),
+        many => Bytes::from(many.concat()),
+    };
     match (&method, segments.as_slice()) {
         (&Method::POST, ["register"]) => return register(state, &caller, &body, now).await,
         (&Method::GET, ["servers", server, "encryption"]) => {
@@ -95,7 +102,7 @@ pub async fn handle(
             reply(&LocateResponse { chunks })
         }
         (Method::PUT, ["packs", id]) => {
-            let chunks = data.put_pack(vault.id, id, body, now).await?;
+            let chunks = data.put_pack(vault.id, id, parts, now).await?;
             reply(&PutPackResponse {
                 id: id.to_string(),
                 chunks,

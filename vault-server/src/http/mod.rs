@@ -62,25 +62,56 @@ const MAX_ARM_BODY: usize = 4 * 1024 * 1024;
 /// Reads a body only after the caller is authenticated, and at most `limit` bytes of it
 /// (refused from `Content-Length` before reading when that says more).
 pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
-    let too_large = || {
-        VsError::PayloadTooLarge(format!(
-            "The request body is larger than this operation accepts ({limit} bytes)."
-        ))
-    };
+    check_declared_length(headers, limit)?;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => Err(body_error(error, limit)),
+    }
+}
+
+/// The body as the frames it arrived in (a pack is stored from them without joining them).
+pub(crate) async fn read_body_parts(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<Bytes>> {
+    use http_body_util::BodyExt;
+    check_declared_length(headers, limit)?;
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut parts = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| body_error(error, limit))?;
+        if let Ok(data) = frame.into_data() {
+            parts.push(data);
+        }
+    }
+    Ok(parts)
+}
+
+fn too_large(limit: usize) -> VsError {
+    VsError::PayloadTooLarge(format!(
+        "The request body is larger than this operation accepts ({limit} bytes)."
+    ))
+}
+
+fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<()> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large());
+    match declared.is_some_and(|length| length > limit as u64) {
+        true => Err(too_large(limit)),
+        false => Ok(()),
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(VsError::RequestTimeout(
-            "The request body stopped arriving before it was complete; send it again.".into(),
-        )),
+}
+
+fn body_error(error: Box<dyn std::error::Error + Send + Sync>, limit: usize) -> VsError {
+    if error.is::<http_body_util::LengthLimitError>() {
+        return too_large(limit);
     }
+    VsError::RequestTimeout(
+        "The request body stopped arriving before it was complete; send it again.".into(),
+    )
 }
 
 async fn entry(State(state): State<VsState>, request: axum::extract::Request) -> Response {
