@@ -88,11 +88,12 @@ pub async fn collect(pool: &SqlitePool, store: &Blobs, vault_id: i64) -> Result<
             .fetch_all(pool)
             .await?;
     report.stored_bytes_before = packs.iter().map(|(_, size)| *size as u64).sum();
-    let rows: Vec<(String, String, i64, i64)> =
-        sqlx::query_as("SELECT id, pack, offset, length FROM chunks WHERE vault_id = ?")
-            .bind(vault_id)
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT lower(hex(id)), pack, offset, length FROM chunks WHERE vault_id = ?",
+    )
+    .bind(vault_id)
+    .fetch_all(pool)
+    .await?;
     let mut by_pack: HashMap<String, Vec<(String, u64, u64, bool)>> = HashMap::new();
     for (id, pack, offset, length) in rows {
         let is_live = live.contains(&id);
@@ -176,7 +177,7 @@ async fn repack(
     .execute(&mut *tx)
     .await?;
     for entry in &index {
-        sqlx::query("UPDATE chunks SET pack = ?, offset = ? WHERE vault_id = ? AND id = ?")
+        sqlx::query("UPDATE chunks SET pack = ?, offset = ? WHERE vault_id = ? AND id = unhex(?)")
             .bind(&new)
             .bind(entry.offset as i64)
             .bind(vault_id)

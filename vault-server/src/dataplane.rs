@@ -165,7 +165,7 @@ impl DataPlane {
         let list = serde_json::to_string(ids).expect("ids serialise");
         Ok(sqlx::query_scalar(
             "SELECT j.value FROM json_each(?1) j \
-             WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.vault_id = ?2 AND c.id = j.value) ORDER BY j.key",
+             WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.vault_id = ?2 AND c.id = unhex(j.value)) ORDER BY j.key",
         )
         .bind(list)
         .bind(vault_id)
@@ -241,7 +241,7 @@ impl DataPlane {
         // time during a backup.
         sqlx::query(
             "INSERT INTO chunks (vault_id, id, pack, offset, length) \
-             SELECT ?1, j.value ->> 'id', ?2, j.value ->> 'offset', j.value ->> 'length' FROM json_each(?3) j \
+             SELECT ?1, unhex(j.value ->> 'id'), ?2, j.value ->> 'offset', j.value ->> 'length' FROM json_each(?3) j \
              WHERE true ON CONFLICT DO NOTHING",
         )
         .bind(vault_id)
@@ -255,10 +255,15 @@ impl DataPlane {
 
     /// Where each chunk is, for a restore (one query).
     pub async fn locate(&self, vault_id: i64, ids: &[String]) -> Result<Vec<ChunkLocation>> {
+        if let Some(bad) = ids.iter().find(|id| !is_hex_id(id)) {
+            return Err(VsError::BadRequest(format!(
+                "'{bad}' is not a chunk id (64 lower-case hex digits)."
+            )));
+        }
         let list = serde_json::to_string(ids).expect("ids serialise");
         let rows: Vec<LocatedRow> = sqlx::query_as(
             "SELECT j.value, c.pack, c.offset, c.length FROM json_each(?1) j \
-             LEFT JOIN chunks c ON c.vault_id = ?2 AND c.id = j.value ORDER BY j.key",
+             LEFT JOIN chunks c ON c.vault_id = ?2 AND c.id = unhex(j.value) ORDER BY j.key",
         )
         .bind(list)
         .bind(vault_id)

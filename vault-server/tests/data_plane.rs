@@ -77,6 +77,18 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
         .await
         .unwrap();
     assert_eq!(&stored[..], &parted[..], "stored as one body");
+    let located = data
+        .locate(vault.id, std::slice::from_ref(&other))
+        .await
+        .unwrap();
+    assert_eq!(
+        (located[0].pack.as_str(), located[0].length),
+        (parted_id.as_str(), 17)
+    );
+    let bad = data.locate(vault.id, &["E".repeat(64)]).await;
+    assert!(matches!(bad, Err(VsError::BadRequest(m)) if m.contains("not a chunk id")));
+    let unknown_chunk = data.locate(vault.id, &["f".repeat(64)]).await;
+    assert!(matches!(unknown_chunk, Err(VsError::NotFound(_))));
     let empty_id = blake3::hash(b"").to_hex().to_string();
     let empty = data.put_pack(vault.id, &empty_id, Vec::new(), 1).await;
     assert!(matches!(empty, Err(VsError::BadRequest(m)) if m.contains("trailer")));
