@@ -143,7 +143,7 @@ fn damage_message(damaged: &[DamagedFile], report: &RestoreReport) -> String {
 }
 
 /// Fetch units downloaded and decoded ahead of the writer.
-const UNITS_AHEAD: usize = 2;
+const UNITS_AHEAD: usize = 3;
 
 /// Writes `planned` under `target`; returns the report and the outcome. The next
 /// [`UNITS_AHEAD`] units are fetched (async, in order) while one is written (blocking
