@@ -1,4 +1,4 @@
-//! Sealing (zstd, AES-256-GCM) on one worker per core, packing sealed chunks into ~32 MiB
+//! Sealing (zstd, AES-256-GCM) on one worker per core, packing sealed chunks into ~16 MiB
 //! packs, and uploading packs as they fill, two at a time, paced by the throttle.
 
 use std::sync::mpsc::{Receiver, SyncSender};
