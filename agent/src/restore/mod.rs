@@ -83,6 +83,10 @@ pub async fn run(
 ) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
     let entries = select(&manifest, selections)?;
+    // The selected entries are copies: the manifest's memory is given back before any data
+    // arrives.
+    let root = manifest.root.clone();
+    drop(manifest);
     let mut planned = Vec::with_capacity(entries.len());
     for entry in entries {
         let relative = safe_relative(&entry.path_bytes())?;
@@ -90,7 +94,7 @@ pub async fn run(
     }
     std::fs::create_dir_all(target).map_err(|e| AgentError::io(target, e))?;
     let target = std::fs::canonicalize(target).map_err(|e| AgentError::io(target, e))?;
-    let job = agent.vault.start_job("Restore", &manifest.root).await?;
+    let job = agent.vault.start_job("Restore", &root).await?;
     let report = RestoreReport {
         recovery_point: recovery_point.to_string(),
         target: target.display().to_string(),
