@@ -102,7 +102,17 @@ async fn kill_9_of_the_agent_mid_backup_then_rerun_reuses_uploaded_packs() {
 }
 
 /// Starts the vault-server binary on `port` with its state in `dir`.
-fn spawn_vault_server(dir: &std::path::Path, port: u16, authority: &str) -> std::process::Child {
+/// A child process killed when dropped: a test that fails half-way leaves no server running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_vault_server(dir: &std::path::Path, port: u16, authority: &str) -> KillOnDrop {
     let binary =
         std::path::Path::new(env!("CARGO_BIN_EXE_mars-agent")).with_file_name("vault-server");
     assert!(
@@ -133,7 +143,7 @@ fn spawn_vault_server(dir: &std::path::Path, port: u16, authority: &str) -> std:
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    KillOnDrop(child)
 }
 
 /// entra-sim in this process, vault-server as its own process (so it can be killed), a
@@ -145,7 +155,7 @@ struct ProcessStack {
     entra: entra_sim::Running,
     authority: String,
     port: u16,
-    server: std::process::Child,
+    server: KillOnDrop,
     http: reqwest::Client,
     vault: String,
     machine: Machine,
@@ -280,14 +290,14 @@ impl ProcessStack {
 
     /// SIGKILL, then a new process on the same state.
     fn kill_and_restart(&mut self) {
-        self.server.kill().unwrap();
-        self.server.wait().unwrap();
+        self.server.0.kill().unwrap();
+        self.server.0.wait().unwrap();
         self.server = spawn_vault_server(&self.state, self.port, &self.authority);
     }
 
     async fn stop(mut self) {
-        self.server.kill().unwrap();
-        self.server.wait().unwrap();
+        self.server.0.kill().unwrap();
+        self.server.0.wait().unwrap();
         self.entra.shutdown().await;
     }
 }
@@ -315,8 +325,8 @@ async fn kill_9_of_vault_server_mid_upload_the_agent_retries_and_completes() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // SIGKILL mid-upload; the agent retries while the new process starts.
-    stack.server.kill().unwrap();
-    stack.server.wait().unwrap();
+    stack.server.0.kill().unwrap();
+    stack.server.0.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stack.server = spawn_vault_server(&stack.state, stack.port, &stack.authority);
 
