@@ -385,16 +385,13 @@ impl Service {
         Ok(())
     }
 
-    pub async fn get_bytes(&self, path: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes> {
         let url = format!("{}{path}", self.base);
-        let build = || {
-            let request = self.http.get(&url);
-            match range {
-                Some((start, end)) => request.header("Range", format!("bytes={start}-{}", end - 1)),
-                None => request,
-            }
-        };
-        self.send(build).await?.bytes().await.map_err(network)
+        self.send(|| self.http.get(&url))
+            .await?
+            .bytes()
+            .await
+            .map_err(network)
     }
 
     /// Bytes `[start, end)` of `path`, read straight into one buffer of that size (no

@@ -36,3 +36,9 @@ pub mod service;
 pub mod throttle;
 pub mod vault_client;
 pub mod walk;
+
+/// Threads that run at once on this machine: the sealers, the walk's and the restore's
+/// writers are one per core.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

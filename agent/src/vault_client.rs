@@ -214,7 +214,7 @@ impl VaultClient {
     /// A recovery point's sealed manifest.
     pub async fn manifest(&self, server: &str, recovery_point: &str) -> Result<Bytes> {
         self.service
-            .get_bytes(&self.read(routes::manifest(server, recovery_point)), None)
+            .get_bytes(&self.read(routes::manifest(server, recovery_point)))
             .await
     }
 }

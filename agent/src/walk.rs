@@ -110,9 +110,7 @@ fn visit(
                 .then(|| (abs.join(&name), child_rel))
         })
         .collect();
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let workers = crate::cores();
     if depth >= PARALLEL_DEPTH || workers < 2 || children.len() < 2 {
         for (child, child_rel) in children {
             visit(&child, child_rel, depth + 1, excludes, out, warnings);

@@ -14,4 +14,4 @@ pub mod pack;
 pub mod routes;
 
 pub use messages::*;
-pub use pack::{PackBuilder, PackEntry, PackError, is_hex_id, parse_index, parse_index_tail};
+pub use pack::{PackBuilder, PackEntry, PackError, is_hex_id, parse_index, parse_index_of_parts};

@@ -77,10 +77,37 @@ pub fn parse_index(body: &[u8]) -> Result<Vec<PackEntry>, PackError> {
     parse_index_tail(body, body.len() as u64)
 }
 
-/// Like [`parse_index`] from the end of a body only: `tail` is its last bytes (at least
-/// the index and its length), `body_len` its whole length. For a pack that arrived in
-/// parts, which need not be joined to be checked.
-pub fn parse_index_tail(tail: &[u8], body_len: u64) -> Result<Vec<PackEntry>, PackError> {
+/// [`parse_index`] of a body in the parts it arrived in, without joining them: only its
+/// end (the index and its length) is copied out.
+pub fn parse_index_of_parts(parts: &[Bytes]) -> Result<Vec<PackEntry>, PackError> {
+    let body_len: usize = parts.iter().map(Bytes::len).sum();
+    let trailer = tail(parts, 4);
+    let index_length = trailer
+        .try_into()
+        .map_or(0, |bytes: [u8; 4]| u32::from_le_bytes(bytes) as usize);
+    // An index length past the body is refused by the parser, not read.
+    let wanted = index_length.saturating_add(4).min(body_len);
+    parse_index_tail(&tail(parts, wanted), body_len as u64)
+}
+
+/// The last `n` bytes of a body in parts (all of it when shorter).
+fn tail(parts: &[Bytes], n: usize) -> Vec<u8> {
+    let mut pieces = Vec::new();
+    let mut wanted = n;
+    for part in parts.iter().rev() {
+        if wanted == 0 {
+            break;
+        }
+        let take = wanted.min(part.len());
+        pieces.push(&part[part.len() - take..]);
+        wanted -= take;
+    }
+    pieces.into_iter().rev().flatten().copied().collect()
+}
+
+/// [`parse_index`] from the end of a body only: `tail` is its last bytes (at least the
+/// index and its length), `body_len` its whole length.
+fn parse_index_tail(tail: &[u8], body_len: u64) -> Result<Vec<PackEntry>, PackError> {
     let bad = |why: &str| PackError(why.to_string());
     if tail.len() < 4 || body_len < tail.len() as u64 {
         return Err(bad("shorter than its trailer"));
@@ -131,6 +158,10 @@ mod tests {
         let (parts_id, parts) = same.finish_parts();
         assert_eq!(parts.len(), 3, "two blobs, then the index");
         assert_eq!((parts_id, parts.concat()), (id.clone(), bytes.clone()));
+        // Split anywhere, even inside the length: the same index.
+        let split: Vec<Bytes> = bytes.chunks(3).map(Bytes::copy_from_slice).collect();
+        assert_eq!(parse_index_of_parts(&split), parse_index(&bytes));
+        assert!(parse_index_of_parts(&[]).is_err());
         let index = parse_index(&bytes).unwrap();
         assert_eq!(
             index[1],

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use backup_protocol::{ChunkLocation, Job, RecoveryPoint, is_hex_id, parse_index_tail};
+use backup_protocol::{ChunkLocation, Job, RecoveryPoint, is_hex_id, parse_index_of_parts};
 use bytes::Bytes;
 use object_store::PutPayload;
 use object_store::path::Path as ObjectPath;
@@ -37,21 +37,6 @@ pub struct Machine {
 pub struct DataPlane {
     pool: SqlitePool,
     blobs: Arc<Blobs>,
-}
-
-/// The last `n` bytes of a body in parts (all of it when shorter).
-fn tail(parts: &[Bytes], n: usize) -> Vec<u8> {
-    let mut pieces = Vec::new();
-    let mut wanted = n;
-    for part in parts.iter().rev() {
-        if wanted == 0 {
-            break;
-        }
-        let take = wanted.min(part.len());
-        pieces.push(&part[part.len() - take..]);
-        wanted -= take;
-    }
-    pieces.into_iter().rev().flatten().copied().collect()
 }
 
 pub(crate) fn pack_path(vault_id: i64, id: &str) -> ObjectPath {
@@ -204,15 +189,8 @@ impl DataPlane {
                 "The pack body does not match its id (BLAKE3 {actual}); it was damaged in transit, upload it again."
             )));
         }
-        let malformed = |e: backup_protocol::PackError| VsError::BadRequest(e.to_string());
-        let trailer = tail(&body, 4);
-        let index_length = match trailer.try_into() {
-            Ok(bytes) => u32::from_le_bytes(bytes) as usize,
-            Err(_) => 0,
-        };
-        // An index length past the body is refused by the parser, not read.
-        let index_tail = tail(&body, index_length.saturating_add(4).min(size));
-        let entries = parse_index_tail(&index_tail, size as u64).map_err(malformed)?;
+        let entries =
+            parse_index_of_parts(&body).map_err(|e| VsError::BadRequest(e.to_string()))?;
         let known: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM packs WHERE vault_id = ? AND id = ?")
                 .bind(vault_id)

@@ -172,9 +172,7 @@ fn pipeline(
     // Hard links: (device, inode) of files with more than one name → their link group.
     let mut link_groups: HashMap<(u64, u64), u64> = HashMap::new();
 
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let workers = crate::cores();
     // Short queues: what waits in them is memory; a few chunks per worker keep it busy.
     let (batch_tx, batch_rx) = sync_channel::<Batch>(1);
     let (seal_tx, seal_rx) = sync_channel::<Group>(workers);

@@ -341,9 +341,7 @@ fn write_small_files(
     written_groups: &mut HashMap<u64, PathBuf>,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let writers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let writers = crate::cores();
     let per_writer = files.len().div_ceil(writers).max(1);
     let parts: Vec<Result<(RestoreReport, HashMap<u64, PathBuf>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = files
