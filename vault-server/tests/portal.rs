@@ -106,17 +106,22 @@ async fn sign_in(t: &TestArm, browser: &reqwest::Client) -> String {
     cookie.split(';').next().unwrap().to_string()
 }
 
+/// `/portal` with a session cookie.
+async fn portal_home(t: &TestArm, browser: &reqwest::Client, cookie: &str) -> reqwest::Response {
+    browser
+        .get(format!("{}/portal", t.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_session_lasts_as_long_as_its_token() {
     let t = start().await;
     let browser = no_redirects(&t);
     let cookie = sign_in(&t, &browser).await;
-    let page = browser
-        .get(format!("{}/portal", t.url))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let page = portal_home(&t, &browser, &cookie).await;
     assert_eq!(page.status(), 200);
     assert!(
         page.text()
@@ -127,12 +132,7 @@ async fn a_session_lasts_as_long_as_its_token() {
 
     // An hour later (simulated) the token would be refused: the portal signs in again.
     t.clock.advance(3600).unwrap();
-    let later = browser
-        .get(format!("{}/portal", t.url))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let later = portal_home(&t, &browser, &cookie).await;
     assert!(later.status().is_redirection());
     assert!(
         later.headers()["location"]

@@ -42,6 +42,17 @@ fn layout(title: &str, refresh: Option<u32>, body: Markup) -> Markup {
     }
 }
 
+/// A card of the vault page that posts one `section` of its settings.
+fn settings_form(base: &str, id: &str, title: &str, section: &str, fields: Markup) -> Markup {
+    html! {
+        form.card method="post" action=(format!("{base}/settings")) id=(id) {
+            h2 { (title) }
+            input type="hidden" name="section" value=(section);
+            (fields)
+        }
+    }
+}
+
 fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
@@ -209,9 +220,7 @@ pub fn vault(
                 dt { "Identity" } dd id="identity" { @if principal.is_empty() { "None" } @else { "System assigned, principal " (principal) } }
             }
             div.grid {
-                form.card method="post" action=(format!("{base}/settings")) id="backup-configuration" {
-                    h2 { "Properties › Backup Configuration" }
-                    input type="hidden" name="section" value="redundancy";
+                (settings_form(&base, "backup-configuration", "Properties › Backup Configuration", "redundancy", html! {
                     label for="redundancy-select" { "Storage replication type" }
                     select id="redundancy-select" name="redundancy" disabled[protected] aria-describedby="redundancy-hint" {
                         @for (value, label) in [("GeoRedundant", "Geo-redundant (GRS)"), ("LocallyRedundant", "Locally-redundant (LRS)"), ("ZoneRedundant", "Zone-redundant (ZRS)")] {
@@ -224,10 +233,8 @@ pub fn vault(
                         @else { "Choose before the first backup: it cannot change once items are protected." }
                     }
                     button.primary type="submit" id="save-redundancy" disabled[protected] { "Save" }
-                }
-                form.card method="post" action=(format!("{base}/settings")) id="immutability-form" {
-                    h2 { "Properties › Immutable vault" }
-                    input type="hidden" name="section" value="immutability";
+                }))
+                (settings_form(&base, "immutability-form", "Properties › Immutable vault", "immutability", html! {
                     label for="immutability-select" { "Immutability" }
                     select id="immutability-select" name="immutability" {
                         @for value in ["Disabled", "Unlocked", "Locked"] {
@@ -236,20 +243,16 @@ pub fn vault(
                     }
                     p.warning { "Locked is irreversible: once locked, immutability cannot be disabled, and no recovery point can be deleted before it expires." }
                     button.primary type="submit" id="save-immutability" { "Save" }
-                }
-                form.card method="post" action=(format!("{base}/settings")) id="identity-form" {
-                    h2 { "Identity" }
-                    input type="hidden" name="section" value="identity";
+                }))
+                (settings_form(&base, "identity-form", "Identity", "identity", html! {
                     label for="identity-select" { "System assigned managed identity" }
                     select id="identity-select" name="identity" {
                         option value="on" selected[!principal.is_empty()] { "On" }
                         option value="off" selected[principal.is_empty()] { "Off" }
                     }
                     button.primary type="submit" id="save-identity" { "Save" }
-                }
-                form.card method="post" action=(format!("{base}/settings")) id="soft-delete-form" {
-                    h2 { "Properties › Security settings › Soft delete" }
-                    input type="hidden" name="section" value="softdelete";
+                }))
+                (settings_form(&base, "soft-delete-form", "Properties › Security settings › Soft delete", "softdelete", html! {
                     label for="soft-delete-select" { "Soft delete for cloud workloads" }
                     select id="soft-delete-select" name="soft_delete" {
                         @for value in ["Enabled", "Disabled", "AlwaysON"] {
@@ -260,10 +263,8 @@ pub fn vault(
                     input id="soft-delete-days" name="soft_delete_days" type="number" min="14" max="180" value=(soft_delete_days);
                     p.hint { "AlwaysON cannot be turned off again." }
                     button.primary type="submit" id="save-soft-delete" { "Save" }
-                }
-                form.card method="post" action=(format!("{base}/settings")) id="key-vault-form" {
-                    h2 { "Key Vault access for the vault's identity" }
-                    input type="hidden" name="section" value="keyvault";
+                }))
+                (settings_form(&base, "key-vault-form", "Key Vault access for the vault's identity", "keyvault", html! {
                     label for="key-vault-select" { "Key Vault where agents save their passphrase" }
                     select id="key-vault-select" name="key_vault" disabled[principal.is_empty()] {
                         @for key_vault in &key_vaults {
@@ -275,7 +276,7 @@ pub fn vault(
                         @else { "Grants the identity " code { "set" } " on the Key Vault's secrets (an access policy)." }
                     }
                     button.primary type="submit" id="grant-key-vault" disabled[principal.is_empty() || key_vaults.is_empty()] { "Grant set" }
-                }
+                }))
                 section.card aria-labelledby="prepare" {
                     h2 id="prepare" { "Getting started › Backup" }
                     p { "Where is your workload running? " strong { "On-premises" } ". What do you want to back up? " strong { "Files and folders" } "." }
