@@ -55,6 +55,15 @@ pub async fn run(
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for point in &points {
         let manifest = agent.manifest(&server, point, &agent.sealer).await?;
+        if read_data {
+            crate::dictionary::load(&agent, &agent.sealer, &manifest.dictionaries).await?;
+        }
+        for dictionary in &manifest.dictionaries {
+            users
+                .entry(dictionary.clone())
+                .or_default()
+                .push(format!("{point}:(compression dictionary)"));
+        }
         for entry in &manifest.entries {
             for chunk in &entry.chunks {
                 users

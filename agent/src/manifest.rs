@@ -90,6 +90,10 @@ pub struct Manifest {
     pub root: String,
     pub created: i64,
     pub entries: Vec<Entry>,
+    /// Chunk ids of the compression dictionaries this point's chunks may be sealed with
+    /// (none in manifests made before there were any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dictionaries: Vec<String>,
 }
 
 impl Manifest {
@@ -104,12 +108,13 @@ impl Manifest {
             .map_err(|e| AgentError::Integrity(format!("the manifest is not readable: {e}")))
     }
 
-    /// Every distinct chunk id, in first-use order.
+    /// Every distinct chunk id the point needs, in first-use order: the dictionaries',
+    /// then the files'.
     pub fn chunk_ids(&self) -> Vec<String> {
         let mut seen = std::collections::HashSet::new();
-        self.entries
+        self.dictionaries
             .iter()
-            .flat_map(|e| e.chunks.iter())
+            .chain(self.entries.iter().flat_map(|e| e.chunks.iter()))
             .filter(|id| seen.insert(id.as_str()))
             .cloned()
             .collect()

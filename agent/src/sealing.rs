@@ -1,20 +1,26 @@
 //! Chunks and packs. A chunk's id is the keyed BLAKE3 of its plaintext; its blob is
-//! `[format][nonce][AES-256-GCM(zstd or raw)]` with the id as associated data, so a blob
-//! cannot be swapped for another. Packs of blobs are `backup_protocol::PackBuilder`'s.
+//! `[format][nonce][AES-256-GCM(body)]` with the id as associated data, so a blob cannot be
+//! swapped for another. The body is the chunk raw, zstd, or (small chunks) zstd with the
+//! agent's [`Dictionary`], whose id then leads the body. Packs of blobs are
+//! `backup_protocol::PackBuilder`'s.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
 use bytes::Bytes;
 
+use crate::dictionary::{DICTIONARY_CHUNK, Dictionary, REFERENCE_LEN, Reference, Role};
 use crate::error::{AgentError, Result};
 use crate::keys::MasterKey;
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
+const ZSTD_DICT: u8 = 2;
 const TAG_LEN: usize = 16;
-const ZSTD_LEVEL: i32 = 3;
+pub(crate) const ZSTD_LEVEL: i32 = 3;
 
 // zstd contexts are costly to create (a fresh one per small file doubled the backup time):
 // each thread keeps its own.
@@ -43,19 +49,68 @@ fn decompressed(data: &[u8], max: usize) -> Result<Vec<u8>> {
 #[derive(Clone)]
 pub struct Sealer {
     id_key: [u8; 32],
-    cipher: std::sync::Arc<LessSafeKey>,
+    cipher: Arc<LessSafeKey>,
     key_check: String,
+    /// The dictionaries a backup seals with: small chunks', large chunks'.
+    sealing: [Option<Arc<Dictionary>>; 2],
+    /// Dictionaries blobs may name, by reference (loaded from the manifests).
+    dictionaries: Arc<RwLock<HashMap<Reference, Arc<Dictionary>>>>,
 }
 
 impl Sealer {
     pub fn new(master: &MasterKey) -> Self {
         Sealer {
             id_key: master.chunk_id_key(),
-            cipher: std::sync::Arc::new(LessSafeKey::new(
+            cipher: Arc::new(LessSafeKey::new(
                 UnboundKey::new(&AES_256_GCM, &master.data_key()).expect("32-byte key"),
             )),
             key_check: master.check_value(),
+            sealing: [None, None],
+            dictionaries: Arc::default(),
         }
+    }
+
+    /// This sealer, sealing with `dictionaries` (each for the chunks of its role), which it
+    /// can also open.
+    pub fn with_dictionaries(&self, dictionaries: &[Arc<Dictionary>]) -> Sealer {
+        let mut sealer = self.clone();
+        for dictionary in dictionaries {
+            self.add_dictionary(dictionary.clone());
+            if let Some(role) = dictionary.role() {
+                sealer.sealing[role as usize] = Some(dictionary.clone());
+            }
+        }
+        sealer
+    }
+
+    /// Lets blobs sealed with `dictionary` be opened (by this sealer and its clones).
+    pub fn add_dictionary(&self, dictionary: Arc<Dictionary>) {
+        self.dictionaries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dictionary.reference(), dictionary);
+    }
+
+    pub fn has_dictionary(&self, id: &str) -> bool {
+        self.dictionaries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|d| d.id() == id)
+    }
+
+    fn dictionary_named(&self, reference: Reference) -> Result<Arc<Dictionary>> {
+        self.dictionaries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&reference)
+            .cloned()
+            .ok_or_else(|| {
+                AgentError::Integrity(format!(
+                    "the chunk was compressed with dictionary {}…, which is not available (its recovery point does not name it, or it is damaged)",
+                    reference.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                ))
+            })
     }
 
     /// The master key's check value (names caches that belong to this key).
@@ -69,25 +124,44 @@ impl Sealer {
 
     /// Compresses (unless the data does not shrink) and encrypts a chunk.
     pub fn seal(&self, id: &str, data: &[u8]) -> Vec<u8> {
-        let compressed = worth_compressing(data)
-            .then(|| compress(data))
-            .flatten()
-            .filter(|c| c.len() < data.len() - data.len() / 32);
-        let (format, body) = match &compressed {
-            Some(c) => (ZSTD, c.as_slice()),
-            None => (RAW, data),
+        let shrinks = |c: &Vec<u8>| c.len() < data.len() - data.len() / 32;
+        if !worth_compressing(data) {
+            return self.encrypt(RAW, &[data], id.as_bytes());
+        }
+        let role = match data.len() <= DICTIONARY_CHUNK {
+            true => Role::SmallFiles,
+            false => Role::LargeChunks,
         };
-        self.encrypt(format, body, id.as_bytes())
+        // A dictionary is never sealed with one: it could not be opened.
+        let dictionary = self.sealing[role as usize]
+            .as_ref()
+            .filter(|_| !self.sealing.iter().flatten().any(|d| d.id() == id));
+        if let Some(dictionary) = dictionary
+            && let Some(compressed) = dictionary.compress(data).filter(shrinks)
+        {
+            return self.encrypt(
+                ZSTD_DICT,
+                &[&dictionary.reference(), &compressed],
+                id.as_bytes(),
+            );
+        }
+        match compress(data).filter(shrinks) {
+            Some(compressed) => self.encrypt(ZSTD, &[&compressed], id.as_bytes()),
+            None => self.encrypt(RAW, &[data], id.as_bytes()),
+        }
     }
 
-    /// `[format][nonce][ciphertext][tag]`, encrypted in place.
-    fn encrypt(&self, format: u8, body: &[u8], aad: &[u8]) -> Vec<u8> {
+    /// `[format][nonce][ciphertext][tag]` of the body's parts, encrypted in place.
+    fn encrypt(&self, format: u8, body: &[&[u8]], aad: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).expect("the system random generator");
-        let mut blob = Vec::with_capacity(1 + NONCE_LEN + body.len() + TAG_LEN);
+        let length: usize = body.iter().map(|part| part.len()).sum();
+        let mut blob = Vec::with_capacity(1 + NONCE_LEN + length + TAG_LEN);
         blob.push(format);
         blob.extend_from_slice(&nonce);
-        blob.extend_from_slice(body);
+        for part in body {
+            blob.extend_from_slice(part);
+        }
         let tag = self
             .cipher
             .seal_in_place_separate_tag(
@@ -109,7 +183,8 @@ impl Sealer {
                 blob.drain(..body.start);
                 Ok(blob)
             }
-            _ => decompressed(&blob[body], max),
+            ZSTD => decompressed(&blob[body], max),
+            _ => self.opened_with_dictionary(&blob[body], max),
         }
     }
 
@@ -141,7 +216,10 @@ impl Sealer {
             .map(|((id, _, _), body)| {
                 let data = body.and_then(|(format, range)| match format {
                     RAW => Ok(buffer.slice(range)),
-                    _ => decompressed(&buffer[range], MAX_CHUNK).map(Bytes::from),
+                    ZSTD => decompressed(&buffer[range], MAX_CHUNK).map(Bytes::from),
+                    _ => self
+                        .opened_with_dictionary(&buffer[range], MAX_CHUNK)
+                        .map(Bytes::from),
                 });
                 let checked = data.and_then(|data| match self.chunk_id(&data) == *id {
                     true => Ok(data),
@@ -154,6 +232,14 @@ impl Sealer {
             .collect()
     }
 
+    /// A `ZSTD_DICT` body: the dictionary's reference, then the zstd frame.
+    fn opened_with_dictionary(&self, body: &[u8], max: usize) -> Result<Vec<u8>> {
+        let Some((reference, frame)) = body.split_first_chunk::<{ REFERENCE_LEN }>() else {
+            return Err(AgentError::Integrity("a blob is truncated".into()));
+        };
+        self.dictionary_named(*reference)?.decompress(frame, max)
+    }
+
     /// Decrypts `blob` in place; returns its format and where the body lies in it.
     fn decrypt_in_place(
         &self,
@@ -164,7 +250,7 @@ impl Sealer {
             return Err(AgentError::Integrity("a blob is truncated".into()));
         }
         let format = blob[0];
-        if format != RAW && format != ZSTD {
+        if ![RAW, ZSTD, ZSTD_DICT].contains(&format) {
             return Err(AgentError::Integrity(format!(
                 "unknown blob format {format}"
             )));
@@ -190,7 +276,7 @@ impl Sealer {
         let compressed = PROBE
             .with(|p| p.borrow_mut().compress(data).ok())
             .unwrap_or_else(|| data.to_vec());
-        self.encrypt(ZSTD, &compressed, purpose.as_bytes())
+        self.encrypt(ZSTD, &[&compressed], purpose.as_bytes())
     }
 
     pub fn open_document(&self, purpose: &str, blob: &[u8]) -> Result<Vec<u8>> {
@@ -213,17 +299,31 @@ fn worth_compressing(data: &[u8]) -> bool {
         return true;
     }
     let starts = [0, data.len() / 2 - SAMPLE / 2, data.len() - SAMPLE];
-    starts.iter().any(|&start| {
-        let sample = &data[start..start + SAMPLE];
-        PROBE
-            .with(|p| p.borrow_mut().compress(sample))
-            .is_ok_and(|c| c.len() < SAMPLE * 15 / 16)
-    })
+    starts
+        .iter()
+        .any(|&start| compresses(&data[start..start + SAMPLE]))
+}
+
+/// Whether `sample` shrinks by a sixteenth or more at zstd's fastest level.
+pub fn compresses(sample: &[u8]) -> bool {
+    PROBE
+        .with(|p| p.borrow_mut().compress(sample))
+        .is_ok_and(|c| c.len() < sample.len() * 15 / 16)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Sealer {
+        fn clone_without_dictionaries(&self) -> Sealer {
+            Sealer {
+                sealing: [None, None],
+                dictionaries: Arc::default(),
+                ..self.clone()
+            }
+        }
+    }
 
     fn open_one(sealer: &Sealer, id: &str, blob: &[u8]) -> Result<Bytes> {
         let whole = [(id.to_string(), 0, blob.len())];
@@ -290,6 +390,43 @@ mod tests {
                 .to_string()
                 .contains("shorter")
         );
+    }
+
+    #[test]
+    fn chunks_use_their_role_s_dictionary_which_a_blob_names() {
+        let sealer = Sealer::new(&MasterKey::generate());
+        let shared = b"pub fn backup_vault_chunk(index: usize) -> Result<()> {\n".repeat(40);
+        let small_files = Dictionary::made(&sealer, Role::SmallFiles, &shared);
+        let large_chunks = Dictionary::made(
+            &sealer,
+            Role::LargeChunks,
+            b"2024-06-01 INFO [job] ".repeat(40).as_slice(),
+        );
+        let with = sealer.with_dictionaries(&[small_files.clone(), large_chunks.clone()]);
+        let small = [&b"// a small file\n"[..], &shared[..600]].concat();
+        let id = sealer.chunk_id(&small);
+        let blob = with.seal(&id, &small);
+        assert_eq!(blob[0], ZSTD_DICT);
+        assert!(
+            blob.len() < sealer.seal(&id, &small).len(),
+            "the dictionary helps"
+        );
+        assert_eq!(open_one(&with, &id, &blob).unwrap(), small);
+        // A sealer that has not loaded the dictionary says which one it needs.
+        let error = open_one(&sealer.clone_without_dictionaries(), &id, &blob).unwrap_err();
+        assert!(
+            error.to_string().contains(&small_files.id()[..16]),
+            "{error}"
+        );
+        // A large chunk uses the other dictionary.
+        let large = b"2024-06-01 INFO [job] bytes=1 ".repeat(DICTIONARY_CHUNK / 16);
+        let large_id = sealer.chunk_id(&large);
+        let blob = with.seal(&large_id, &large);
+        assert_eq!(blob[0], ZSTD_DICT);
+        assert_eq!(open_one(&with, &large_id, &blob).unwrap(), large);
+        // A dictionary is never sealed with one (it could not be opened).
+        assert_eq!(with.seal(small_files.id(), small_files.bytes())[0], ZSTD);
+        assert_eq!(with.seal(large_chunks.id(), large_chunks.bytes())[0], ZSTD);
     }
 
     #[test]

@@ -160,12 +160,15 @@ fn pipeline(
         .map(|w| w.meta.len())
         .sum();
     check_cache_space(&agent.config.cache_dir, protected)?;
-    let to_read: u64 = walked
+    let reading: Vec<&walk::Walked> = walked
         .iter()
         .filter(|w| w.kind == Kind::File)
         .filter(|w| old_index.get(&w.rel).is_none_or(|e| !unchanged(e, &w.meta)))
-        .map(|w| w.meta.len())
-        .sum();
+        .collect();
+    let to_read: u64 = reading.iter().map(|w| w.meta.len()).sum();
+    let dictionaries = runtime.block_on(crate::dictionary::for_backup(agent, &reading))?;
+    drop(reading);
+    let sealer = agent.sealer.with_dictionaries(&dictionaries);
     let bar = crate::progress::bytes(agent.progress, to_read, "backup");
     let mut new_index = Index::new();
     let mut entries: Vec<Entry> = Vec::with_capacity(walked.len());
@@ -183,7 +186,7 @@ fn pipeline(
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            let (rx, tx, sealer) = (seal_rx.clone(), pack_tx.clone(), agent.sealer.clone());
+            let (rx, tx, sealer) = (seal_rx.clone(), pack_tx.clone(), sealer.clone());
             scope.spawn(move || seal_worker(&sealer, &rx, &tx));
         }
         drop(pack_tx);
@@ -201,6 +204,11 @@ fn pipeline(
             batch: Vec::new(),
             batch_bytes: 0,
         };
+        // The dictionaries go to the vault with the first data sealed with them (a backup
+        // that reads nothing seals nothing; the points before it hold them).
+        for dictionary in dictionaries.iter().filter(|_| to_read > 0) {
+            producer.chunk(dictionary.bytes().clone(), &mut Vec::new());
+        }
         for walked in walked {
             if failure.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
                 break;
@@ -306,6 +314,7 @@ fn pipeline(
         root: String::new(),
         created: chrono::Utc::now().timestamp(),
         entries,
+        dictionaries: dictionaries.iter().map(|d| d.id().to_string()).collect(),
     };
     Ok((manifest, report, new_index))
 }

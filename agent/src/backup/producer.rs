@@ -85,7 +85,7 @@ impl Producer<'_> {
         Ok(ids)
     }
 
-    fn chunk(&mut self, data: Bytes, ids: &mut Vec<String>) {
+    pub fn chunk(&mut self, data: Bytes, ids: &mut Vec<String>) {
         let id = self.agent.sealer.chunk_id(&data);
         ids.push(id.clone());
         if self.known.insert(id.clone()) {

@@ -83,6 +83,7 @@ pub async fn run(
 ) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
     let entries = select(&manifest, selections)?;
+    crate::dictionary::load(&agent, &sealer, &manifest.dictionaries).await?;
     // The selected entries are copies: the manifest's memory is given back before any data
     // arrives.
     let root = manifest.root.clone();
