@@ -167,6 +167,8 @@ pub async fn for_backup(agent: &Arc<Agent>, reading: &[&Walked]) -> Result<Vec<A
             set.push(Dictionary::made(sealer, role, &samples));
         }
     }
+    // In role order, so the cache reads the same however the set was found.
+    set.sort_by_key(|d| d.role().map(|role| role as u8));
     if set.len() > known || !path.exists() {
         write_cache(&path, &encode_set(&set))?;
     }

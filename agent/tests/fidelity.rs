@@ -203,12 +203,9 @@ async fn a_damaged_pack_spoils_only_the_files_that_use_it() {
     let packs = files_under(&state.path().join("blobs/packs"));
     assert_eq!(packs.len(), 1, "{packs:?}");
     let mut bytes = std::fs::read(&packs[0]).unwrap();
-    let index_len = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()) as usize;
-    let index: Value =
-        serde_json::from_slice(&bytes[bytes.len() - 4 - index_len..bytes.len() - 4]).unwrap();
-    let first = &index[0];
-    let damaged_chunk = first["id"].as_str().unwrap().to_string();
-    let offset = first["offset"].as_u64().unwrap() as usize + 40;
+    let index = backup_protocol::parse_index(&bytes).unwrap();
+    let damaged_chunk = index[0].id.clone();
+    let offset = index[0].offset as usize + 40;
     bytes[offset] ^= 0x55;
     std::fs::write(&packs[0], bytes).unwrap();
     let pack_id = packs[0].file_name().unwrap().to_str().unwrap().to_string();

@@ -2,9 +2,10 @@
 //!
 //! - [`routes`]: every `/backup/v1` path, built in one place.
 //! - [`messages`]: the request and response body of every route (camelCase JSON).
-//! - [`pack`]: the pack format — sealed chunk blobs back to back, a JSON index of
-//!   `{id, offset, length}`, the index length as u32 LE; a pack's id is the BLAKE3 of it
-//!   all — with the one builder and the one checked parser both sides use.
+//! - [`pack`]: the pack format — sealed chunk blobs back to back, a binary index of
+//!   (id, length) (or, in older packs, JSON of `{id, offset, length}`), the index length
+//!   as u32 LE; a pack's id is the BLAKE3 of it all — with the one builder and the one
+//!   checked parser both sides use.
 //!
 //! The server never decrypts: chunk ids, manifests and blobs are opaque to it. Types here
 //! carry no behaviour beyond (de)serialisation and the pack's own checks.

@@ -1,7 +1,16 @@
-//! The pack format: `[blobs][index JSON][index length: u32 LE]`, id = BLAKE3 of it all.
+//! The pack format: `[blobs][index][index length: u32 LE]`, id = BLAKE3 of it all.
+//!
+//! The index is binary: a version byte (2), then per blob its chunk id (32 bytes) and
+//! length (u32 LE); the blobs lie back to back in that order from the start. The first
+//! packs had a JSON index (`[{"id","offset","length"}, …]`, starting with `[`), which is
+//! still read: a third of the size of a small file's blob went into its JSON entry.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+/// The first byte of a binary index, and the size of each of its entries.
+const BINARY_INDEX: u8 = 2;
+const BINARY_ENTRY: usize = 32 + 4;
 
 /// Where one chunk's sealed blob lies inside a pack.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -57,8 +66,14 @@ impl PackBuilder {
 
     /// The pack's id and its body in parts: the blobs, then the index and its length.
     pub fn finish_parts(mut self) -> (String, Vec<Bytes>) {
-        let mut index = serde_json::to_vec(&self.index).expect("an index serialises");
-        index.extend_from_slice(&((index.len()) as u32).to_le_bytes());
+        let mut index = Vec::with_capacity(1 + self.index.len() * BINARY_ENTRY + 4);
+        index.push(BINARY_INDEX);
+        for entry in &self.index {
+            let id = blake3::Hash::from_hex(&entry.id).expect("a chunk id is 64 hex digits");
+            index.extend_from_slice(id.as_bytes());
+            index.extend_from_slice(&(entry.length as u32).to_le_bytes());
+        }
+        index.extend_from_slice(&(index.len() as u32).to_le_bytes());
         self.hasher.update(&index);
         self.parts.push(Bytes::from(index));
         (self.hasher.finalize().to_hex().to_string(), self.parts)
@@ -123,8 +138,12 @@ fn parse_index_tail(tail: &[u8], body_len: u64) -> Result<Vec<PackEntry>, PackEr
         ));
     }
     let data_end = body_len - 4 - length as u64;
-    let entries: Vec<PackEntry> = serde_json::from_slice(&rest[rest.len() - length..])
-        .map_err(|e| PackError(format!("the index is not JSON ({e})")))?;
+    let index = &rest[rest.len() - length..];
+    let entries: Vec<PackEntry> = match index.split_first() {
+        Some((&BINARY_INDEX, entries)) => binary_entries(entries, data_end)?,
+        _ => serde_json::from_slice(index)
+            .map_err(|e| PackError(format!("the index is neither binary nor JSON ({e})")))?,
+    };
     for entry in &entries {
         if !is_hex_id(&entry.id) {
             return Err(bad("an index entry has an invalid chunk id"));
@@ -136,6 +155,32 @@ fn parse_index_tail(tail: &[u8], body_len: u64) -> Result<Vec<PackEntry>, PackEr
         {
             return Err(bad("an index entry points outside the pack data"));
         }
+    }
+    Ok(entries)
+}
+
+/// A binary index's entries: back to back from the start, covering the blob area exactly.
+fn binary_entries(index: &[u8], data_end: u64) -> Result<Vec<PackEntry>, PackError> {
+    if !index.len().is_multiple_of(BINARY_ENTRY) {
+        return Err(PackError("the index has a partial entry".into()));
+    }
+    let mut offset = 0u64;
+    let mut entries = Vec::with_capacity(index.len() / BINARY_ENTRY);
+    for entry in index.chunks_exact(BINARY_ENTRY) {
+        let (id, length) = entry.split_at(32);
+        let length = u32::from_le_bytes(length.try_into().expect("4 bytes")) as u64;
+        let id: [u8; 32] = id.try_into().expect("32 bytes");
+        entries.push(PackEntry {
+            id: blake3::Hash::from_bytes(id).to_hex().to_string(),
+            offset,
+            length,
+        });
+        offset += length;
+    }
+    if offset != data_end {
+        return Err(PackError(format!(
+            "the index covers {offset} bytes of blobs, the pack holds {data_end}"
+        )));
     }
     Ok(entries)
 }
@@ -155,6 +200,7 @@ mod tests {
         same.add("b".repeat(64), Bytes::from_static(b"second blob"));
         let (id, bytes) = builder.finish();
         assert_eq!(id, blake3::hash(&bytes).to_hex().to_string());
+        assert_eq!(bytes.len(), 16 + 1 + 2 * BINARY_ENTRY + 4, "a binary index");
         let (parts_id, parts) = same.finish_parts();
         assert_eq!(parts.len(), 3, "two blobs, then the index");
         assert_eq!((parts_id, parts.concat()), (id.clone(), bytes.clone()));
@@ -183,12 +229,51 @@ mod tests {
                 .contains("outside the pack")
         );
         assert!(parse_index(b"ab").is_err());
-        let mut outside = PackBuilder::default();
-        outside.add("c".repeat(64), Bytes::from_static(b"x"));
-        let (_, mut outside) = outside.finish();
-        let text = String::from_utf8_lossy(&outside).replace("\"length\":1", "\"length\":9");
-        outside = text.into_bytes();
-        assert!(parse_index(&outside).is_err());
+        // A blob length that does not add up to the blob area is named.
+        let mut uneven = bytes.clone();
+        uneven[16 + 1 + 32] = 6;
+        assert!(
+            parse_index(&uneven)
+                .unwrap_err()
+                .0
+                .contains("covers 17 bytes of blobs, the pack holds 16")
+        );
+        // A partial entry.
+        let mut partial = bytes[..16].to_vec();
+        partial.extend_from_slice(&[BINARY_INDEX, 1, 2, 3]);
+        partial.extend_from_slice(&4u32.to_le_bytes());
+        assert!(
+            parse_index(&partial)
+                .unwrap_err()
+                .0
+                .contains("partial entry")
+        );
         assert!(!is_hex_id(&"A".repeat(64)) && is_hex_id(&"a".repeat(64)));
+    }
+
+    /// Packs made before the binary index (and by older agents) still parse.
+    #[test]
+    fn json_indexes_are_still_read_and_checked() {
+        let json_pack = |entries: &str, blobs: &[u8]| {
+            let mut body = blobs.to_vec();
+            body.extend_from_slice(entries.as_bytes());
+            body.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+            body
+        };
+        let entry = |length: u64| {
+            format!(
+                r#"[{{"id":"{}","offset":0,"length":{length}}}]"#,
+                "c".repeat(64)
+            )
+        };
+        let body = json_pack(&entry(1), b"x");
+        assert_eq!(parse_index(&body).unwrap()[0].length, 1);
+        assert!(parse_index(&json_pack(&entry(9), b"x")).is_err(), "outside");
+        assert!(
+            parse_index(&json_pack("{not json", b"x"))
+                .unwrap_err()
+                .0
+                .contains("neither binary nor JSON")
+        );
     }
 }

@@ -89,7 +89,8 @@ pub async fn collect(pool: &SqlitePool, store: &Blobs, vault_id: i64) -> Result<
             .await?;
     report.stored_bytes_before = packs.iter().map(|(_, size)| *size as u64).sum();
     let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT lower(hex(id)), pack, offset, length FROM chunks WHERE vault_id = ?",
+        "SELECT lower(hex(c.id)), p.id, c.offset, c.length FROM chunks c JOIN packs p ON p.number = c.pack \
+         WHERE c.vault_id = ?",
     )
     .bind(vault_id)
     .fetch_all(pool)
@@ -177,10 +178,13 @@ async fn repack(
     .execute(&mut *tx)
     .await?;
     for entry in &index {
-        sqlx::query("UPDATE chunks SET pack = ?, offset = ? WHERE vault_id = ? AND id = unhex(?)")
+        sqlx::query(
+            "UPDATE chunks SET pack = (SELECT number FROM packs WHERE vault_id = ?1 AND id = ?2), offset = ?3 \
+             WHERE vault_id = ?1 AND id = unhex(?4)",
+        )
+            .bind(vault_id)
             .bind(&new)
             .bind(entry.offset as i64)
-            .bind(vault_id)
             .bind(&entry.id)
             .execute(&mut *tx)
             .await?;

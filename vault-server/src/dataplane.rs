@@ -158,7 +158,7 @@ impl DataPlane {
         .await?)
     }
 
-    /// Stores a pack: `body` = chunk blobs, then the JSON index, then its length as u32 LE,
+    /// Stores a pack: `body` = chunk blobs, then the index, then its length as u32 LE,
     /// in the parts it arrived in (hashed and written without joining them). The pack id
     /// must be the BLAKE3 of the body. Uploading a stored pack again is a no-op.
     pub async fn put_pack(
@@ -219,7 +219,8 @@ impl DataPlane {
         // time during a backup.
         sqlx::query(
             "INSERT INTO chunks (vault_id, id, pack, offset, length) \
-             SELECT ?1, unhex(j.value ->> 'id'), ?2, j.value ->> 'offset', j.value ->> 'length' FROM json_each(?3) j \
+             SELECT ?1, unhex(j.value ->> 'id'), (SELECT number FROM packs WHERE vault_id = ?1 AND id = ?2), \
+             j.value ->> 'offset', j.value ->> 'length' FROM json_each(?3) j \
              WHERE true ON CONFLICT DO NOTHING",
         )
         .bind(vault_id)
@@ -240,8 +241,9 @@ impl DataPlane {
         }
         let list = serde_json::to_string(ids).expect("ids serialise");
         let rows: Vec<LocatedRow> = sqlx::query_as(
-            "SELECT j.value, c.pack, c.offset, c.length FROM json_each(?1) j \
-             LEFT JOIN chunks c ON c.vault_id = ?2 AND c.id = unhex(j.value) ORDER BY j.key",
+            "SELECT j.value, p.id, c.offset, c.length FROM json_each(?1) j \
+             LEFT JOIN chunks c ON c.vault_id = ?2 AND c.id = unhex(j.value) \
+             LEFT JOIN packs p ON p.number = c.pack ORDER BY j.key",
         )
         .bind(list)
         .bind(vault_id)

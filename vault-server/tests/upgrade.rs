@@ -1,5 +1,6 @@
 //! A data directory written by an earlier version keeps working: the migrations that came
-//! later convert what it holds (here: chunk ids from 64 hex characters to their 32 bytes).
+//! later convert what it holds (here: chunk ids from 64 hex characters to their 32 bytes,
+//! and packs named by number in chunk rows).
 
 use sim_core::SimClock;
 use sim_core::db::Storage;
@@ -36,6 +37,13 @@ async fn chunk_ids_stored_as_hex_become_bytes_and_are_still_found() {
         .execute(&mut *connection)
         .await
         .unwrap();
+    sqlx::query(
+        "INSERT INTO vaults (id, resource_number, subscription_id, resource_group, name, location, tags, sku, properties, etag, created_at, created_by, updated_at, updated_by) \
+         VALUES (7, 7, 'sub', 'rg', 'v', 'westeurope', '{}', '{}', '{}', 'e', 1, 'test', 1, 'test')",
+    )
+    .execute(&mut *connection)
+    .await
+    .unwrap();
     sqlx::query("INSERT INTO packs (vault_id, id, size, uploaded_at) VALUES (7, ?, 100, 1)")
         .bind(&pack)
         .execute(&mut *connection)
@@ -60,6 +68,11 @@ async fn chunk_ids_stored_as_hex_become_bytes_and_are_still_found() {
             .await
             .unwrap();
     assert_eq!((kind.as_str(), hex.as_str()), ("blob", chunk.as_str()));
+    let pack_kind: String = sqlx::query_scalar("SELECT typeof(pack) FROM chunks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(pack_kind, "integer", "a chunk names its pack by number");
 
     let blobs = Blobs::open(pool.clone(), SimClock::in_memory(), Backend::Memory)
         .await
