@@ -282,7 +282,7 @@ fn write_all(
         }
         if Plan::is_large(planned, group) {
             let (path, entry) = (path_of(group[0]), &planned[group[0]].1);
-            let mut writer = FileWriter::open(&path, conflict, report)?;
+            let mut writer = FileWriter::open(&path, entry.mode, conflict, report)?;
             let mut damage = None;
             for ids in entry.chunks.chunks(WINDOW_CHUNKS) {
                 let unit = next_unit(rx)?;
@@ -352,7 +352,9 @@ fn write_small_files(
                     let mut report = RestoreReport::default();
                     let mut groups = HashMap::new();
                     for (path, entry) in part {
-                        if let Some(mut writer) = FileWriter::open(path, conflict, &mut report)? {
+                        if let Some(mut writer) =
+                            FileWriter::open(path, entry.mode, conflict, &mut report)?
+                        {
                             let damage = writer.write(&entry.chunks, unit)?;
                             finish(writer, entry, damage, conflict, &mut report, &mut groups)?;
                         }

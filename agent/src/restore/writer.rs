@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -118,6 +120,7 @@ impl FileWriter {
     /// `None` when the conflict policy skips the file. The parent directory must exist.
     pub fn open(
         path: &Path,
+        mode: u32,
         conflict: OnConflict,
         report: &mut RestoreReport,
     ) -> Result<Option<Self>> {
@@ -132,12 +135,12 @@ impl FileWriter {
                 OnConflict::Overwrite => {}
             }
         }
-        // A short name that fits NAME_MAX whatever the real name's length.
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let partial = destination.with_file_name(format!(".mars-{}.partial", &token[..12]));
+        let partial = destination.with_file_name(partial_name());
+        // Created with its mode when the umask leaves it whole: no chmod after.
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(entry_mode_at_creation(mode))
             .open(&partial)
             .map_err(|e| AgentError::io(&partial, e))?;
         Ok(Some(FileWriter {
@@ -228,9 +231,50 @@ pub fn is_zero(data: &[u8]) -> bool {
         .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
-/// Whether owners can be restored: only root may give files away.
+/// Whether owners can be restored: only root may give files away. Asked once (it was a
+/// system call per restored file).
 fn running_as_root() -> bool {
-    nix::unistd::geteuid().is_root()
+    static ROOT: OnceLock<bool> = OnceLock::new();
+    *ROOT.get_or_init(|| nix::unistd::geteuid().is_root())
+}
+
+/// A short temporary name that fits NAME_MAX whatever the real name's length: a random
+/// prefix per process and a counter (a random name per file was a system call each).
+fn partial_name() -> String {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
+    format!(
+        ".mars-{prefix}{:x}.partial",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The process's umask, read without changing it (`umask(2)` can only set it, and another
+/// thread could create a file meanwhile); `None` where /proc does not say.
+fn umask() -> Option<u32> {
+    static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+    })
+}
+
+/// The mode to create a file with: its own when the umask keeps every bit of it (then it
+/// needs no chmod), else the usual 0666.
+fn entry_mode_at_creation(mode: u32) -> u32 {
+    match mode_is_set_at_creation(mode) {
+        true => mode,
+        false => 0o666,
+    }
+}
+
+/// Set-id and sticky bits are not taken at creation (and chown clears set-id bits); a
+/// file its owner cannot write gets its mode last (extended attributes are set by path,
+/// which needs write permission).
+fn mode_is_set_at_creation(mode: u32) -> bool {
+    mode & !0o777 == 0 && mode & 0o200 != 0 && umask().is_some_and(|umask| mode & umask == 0)
 }
 
 pub fn set_owner(path: &Path, entry: &Entry, follow: bool) -> Result<()> {
@@ -266,8 +310,10 @@ fn set_file_metadata(file: &std::fs::File, path: &Path, entry: &Entry) -> Result
             .map_err(|e| AgentError::io(path, e))?;
     }
     set_xattrs(path, entry)?;
-    file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
-        .map_err(|e| AgentError::io(path, e))?;
+    if !mode_is_set_at_creation(entry.mode) {
+        file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
+            .map_err(|e| AgentError::io(path, e))?;
+    }
     file.set_modified(mtime_of(entry))
         .map_err(|e| AgentError::io(path, e))
 }
@@ -285,4 +331,39 @@ pub fn set_metadata(path: &Path, entry: &Entry) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| AgentError::io(path, e))?;
     file.set_modified(mtime_of(entry))
         .map_err(|e| AgentError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_the_umask_keeps_are_given_at_creation_the_rest_after() {
+        let umask = umask().expect("Linux says the umask in /proc");
+        assert!(mode_is_set_at_creation(0o600 & !umask));
+        assert!(
+            !mode_is_set_at_creation(0o4755),
+            "set-id bits come after chown"
+        );
+        assert!(!mode_is_set_at_creation(0o1777), "so does the sticky bit");
+        assert!(
+            !mode_is_set_at_creation(0o444),
+            "read-only: xattrs are set first"
+        );
+        if umask != 0 {
+            assert!(!mode_is_set_at_creation(0o777), "bits the umask would drop");
+        }
+        assert_eq!(entry_mode_at_creation(0o4755), 0o666);
+    }
+
+    #[test]
+    fn temporary_names_are_short_and_distinct() {
+        let names: std::collections::HashSet<String> = (0..1000).map(|_| partial_name()).collect();
+        assert_eq!(names.len(), 1000);
+        assert!(
+            names
+                .iter()
+                .all(|n| n.len() < 40 && n.starts_with(".mars-"))
+        );
+    }
 }
