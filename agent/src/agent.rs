@@ -147,6 +147,24 @@ impl Agent {
         home.save(&config)
     }
 
+    /// Names this registration's files in the cache (with `within`, one protected path's):
+    /// another vault or master key must never reuse chunk ids or dictionaries it does not
+    /// hold.
+    pub fn cache_key(&self, within: Option<&str>) -> String {
+        let registration = &self.registration;
+        let mut key = format!(
+            "{}\0{}\0{}\0{}",
+            registration.subscription_id,
+            registration.vault,
+            registration.server_name,
+            self.sealer.key_check()
+        );
+        if let Some(within) = within {
+            key = format!("{key}\0{within}");
+        }
+        blake3::hash(key.as_bytes()).to_hex()[..32].to_string()
+    }
+
     pub async fn recovery_points(&self, server: &str) -> Result<Vec<RecoveryPoint>> {
         self.vault.recovery_points(server).await
     }

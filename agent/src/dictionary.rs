@@ -292,22 +292,8 @@ fn decode_set(mut cached: &[u8]) -> Vec<Bytes> {
 
 /// Like the index, the dictionaries belong to one registration and master key.
 fn cache_path(agent: &Agent) -> PathBuf {
-    let registration = &agent.registration;
-    let key = blake3::hash(
-        format!(
-            "{}\0{}\0{}\0{}",
-            registration.subscription_id,
-            registration.vault,
-            registration.server_name,
-            agent.sealer.key_check()
-        )
-        .as_bytes(),
-    )
-    .to_hex();
-    agent
-        .config
-        .cache_dir
-        .join(format!("dictionaries-{}", &key[..32]))
+    let key = agent.cache_key(None);
+    agent.config.cache_dir.join(format!("dictionaries-{key}"))
 }
 
 #[cfg(test)]

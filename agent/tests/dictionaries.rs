@@ -72,6 +72,18 @@ fn make_tree(root: &Path) {
     std::fs::write(root.join("service.log"), log).unwrap();
 }
 
+/// Byte for byte (`diff -r`).
+fn assert_same_tree(original: &Path, restored: &Path) {
+    let differ = std::process::Command::new("diff")
+        .arg("-r")
+        .arg(original)
+        .arg(restored)
+        .output()
+        .unwrap();
+    let says = String::from_utf8_lossy(&differ.stdout);
+    assert!(differ.status.success(), "{}", &says[..says.len().min(2000)]);
+}
+
 fn zstd_size(data: &[u8]) -> u64 {
     zstd::bulk::compress(data, 3).unwrap().len() as u64
 }
@@ -180,17 +192,7 @@ async fn dictionaries_shrink_the_data_survive_a_lost_cache_and_open_everywhere()
         .dir
         .path()
         .join(format!("restored-{}", points[0]["name"].as_str().unwrap()));
-    let differ = std::process::Command::new("diff")
-        .arg("-r")
-        .arg(&data)
-        .arg(&newest)
-        .output()
-        .unwrap();
-    assert!(
-        differ.status.success(),
-        "{}",
-        String::from_utf8_lossy(&differ.stdout)
-    );
+    assert_same_tree(&data, &newest);
 
     // Another machine, with server1's passphrase, loads the dictionaries from the manifest.
     let (server2, _) = stack.registered("vault1", "server2").await;
@@ -209,17 +211,7 @@ async fn dictionaries_shrink_the_data_survive_a_lost_cache_and_open_everywhere()
         ])
         .await;
     assert_eq!(restored["files"], 1001, "{restored}");
-    let differ = std::process::Command::new("diff")
-        .arg("-r")
-        .arg(&data)
-        .arg(&elsewhere)
-        .output()
-        .unwrap();
-    assert!(
-        differ.status.success(),
-        "{}",
-        String::from_utf8_lossy(&differ.stdout)
-    );
+    assert_same_tree(&data, &elsewhere);
 
     let checked = server1.json(&["check", "--read-data"]).await;
     assert!(

@@ -33,22 +33,8 @@ pub type Index = HashMap<String, IndexEntry>;
 /// The index belongs to one protected path of one registration: another vault or another
 /// master key must never reuse chunk ids it does not hold.
 pub fn index_path(agent: &Agent, root: &str) -> PathBuf {
-    let registration = &agent.registration;
-    let key = blake3::hash(
-        format!(
-            "{}\0{}\0{}\0{}\0{root}",
-            registration.subscription_id,
-            registration.vault,
-            registration.server_name,
-            agent.sealer.key_check()
-        )
-        .as_bytes(),
-    )
-    .to_hex();
-    agent
-        .config
-        .cache_dir
-        .join(format!("index-{}.json", &key[..32]))
+    let key = agent.cache_key(Some(root));
+    agent.config.cache_dir.join(format!("index-{key}.json"))
 }
 
 pub fn load_index(path: &Path) -> Index {
