@@ -4,7 +4,7 @@
 //! chunk lists without being read. Changed files stream through FastCDC (about 1 MiB
 //! chunks) and keyed BLAKE3; each batch of ids asks the vault which it lacks (one query);
 //! only those are sealed (zstd, AES-256-GCM) by one worker per core and packed into
-//! ~16 MiB packs that upload as they fill. The recovery point is committed last, in one
+//! ~12 MiB packs that upload as they fill. The recovery point is committed last, in one
 //! request the vault checks against the chunks it holds; the index is saved after that.
 //! A killed run leaves its uploaded packs in the vault, so the next run skips them.
 //!
