@@ -1,7 +1,7 @@
 //! Chunks and packs. A chunk's id is the keyed BLAKE3 of its plaintext; its blob is
 //! `[format][nonce][AES-256-GCM(body)]` with the id as associated data, so a blob cannot be
-//! swapped for another. The body is the chunk raw, zstd, or (small chunks) zstd with the
-//! agent's [`Dictionary`], whose id then leads the body. Packs of blobs are
+//! swapped for another. The body is the chunk raw, zstd, or zstd with one of the agent's
+//! [`Dictionary`]s, whose 8-byte reference then leads the body. Packs of blobs are
 //! `backup_protocol::PackBuilder`'s.
 
 use std::cell::RefCell;
