@@ -60,6 +60,15 @@ impl From<BlobError> for VsError {
     }
 }
 
+/// The directory of a local store: `<data>/blobs` for the primary (as before regions
+/// existed), `<data>/zones/…` and `<data>/regions/…` for the others.
+fn local_root(dir: &std::path::Path, name: &str) -> PathBuf {
+    match name {
+        "primary" => dir.join("blobs"),
+        other => dir.join(other.replacen('/', "s/", 1)),
+    }
+}
+
 fn not_found(error: object_store::Error) -> BlobError {
     match error {
         object_store::Error::NotFound { .. } => BlobError::NotFound,
@@ -275,10 +284,7 @@ impl Blobs {
         let store: Arc<dyn ObjectStore> = match &self.backend {
             Backend::Memory => Arc::new(object_store::memory::InMemory::new()),
             Backend::Local(dir) => {
-                let root = match name {
-                    "primary" => dir.join("blobs"),
-                    other => dir.join(other.replacen('/', "s/", 1)),
-                };
+                let root = local_root(dir, name);
                 std::fs::create_dir_all(&root).map_err(|e| {
                     BlobError::Store(object_store::Error::Generic {
                         store: "LocalFileSystem",
@@ -438,6 +444,20 @@ impl Blobs {
         let mut last = BlobError::NotFound;
         for name in self.read_order(path).await? {
             let store = self.store(&name).await?;
+            let local = match (&self.backend, &range) {
+                (Backend::Local(dir), Some(range)) => {
+                    crate::local_range::file_of(&local_root(dir, &name), path)
+                        .map(|file| (file, range.clone()))
+                }
+                _ => None,
+            };
+            if let Some((file, range)) = local {
+                match crate::local_range::read(file, range).await {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(error) => last = error,
+                }
+                continue;
+            }
             let result = match &range {
                 Some(range) => store.get_range(path, range.clone()).await,
                 None => match store.get(path).await {

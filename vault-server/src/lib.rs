@@ -26,6 +26,7 @@ pub mod forward;
 pub mod groups;
 pub mod http;
 pub mod lifecycle;
+mod local_range;
 pub mod passphrase;
 pub mod policy;
 mod portal;
