@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
 use crate::restore::DamagedFile;
-use crate::restore::fetch::{Keep, Task, fetch_located};
+use crate::restore::fetch::{Ahead, Keep, fetch_located};
 
 /// Packs downloaded and verified at once by `--read-data`.
 const PACKS_IN_FLIGHT: usize = 2;
@@ -111,22 +111,13 @@ pub async fn run(
         }
         // Two packs at a time (each in concurrent ranges): downloading one while the other
         // is decoded keeps both the network and the cores busy.
-        let mut packs = by_pack.into_values();
-        let mut in_flight = std::collections::VecDeque::new();
-        loop {
-            while in_flight.len() < PACKS_IN_FLIGHT {
-                let Some(chunks) = packs.next() else { break };
-                let agent = agent.clone();
-                in_flight.push_back(Task(tokio::spawn(async move {
-                    fetch_located(&agent, &agent.sealer, chunks, Keep::Nothing).await
-                })));
-            }
-            let Some(mut next) = in_flight.pop_front() else {
-                break;
-            };
-            let unit = (&mut next.0)
-                .await
-                .map_err(|e| AgentError::Service(format!("a download stopped: {e}")))??;
+        let packs = by_pack.into_values().map(|chunks| {
+            let agent = agent.clone();
+            async move { fetch_located(&agent, &agent.sealer, chunks, Keep::Nothing).await }
+        });
+        let mut packs = Ahead::new(packs, PACKS_IN_FLIGHT);
+        while let Some(unit) = packs.next().await {
+            let unit = unit??;
             report.chunks_read += unit.verified;
             report.bytes_read += unit.bytes;
             for (id, (pack, reason)) in unit.damaged {

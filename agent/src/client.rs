@@ -402,8 +402,14 @@ impl Service {
         let mut response = self
             .send(|| self.http.get(&url).header("Range", &range))
             .await?;
-        let mut buffer = Vec::with_capacity((end - start) as usize);
+        let wanted = (end - start) as usize;
+        let mut buffer = Vec::with_capacity(wanted);
         while let Some(frame) = response.chunk().await.map_err(network)? {
+            if buffer.len() + frame.len() > wanted {
+                return Err(AgentError::Service(format!(
+                    "{path}: the service sent more than the {wanted} bytes asked for"
+                )));
+            }
             buffer.extend_from_slice(&frame);
         }
         Ok(buffer)

@@ -222,7 +222,10 @@ pub async fn for_backup(agent: &Arc<Agent>, reading: &[&Walked]) -> Result<Vec<A
 /// Loads the dictionaries a manifest names into `sealer`, so the chunks sealed with them
 /// open. One that cannot be read is not fatal here: the chunks that need it fail, naming it.
 pub async fn load(agent: &Arc<Agent>, sealer: &Sealer, ids: &[String]) -> Result<()> {
-    let wanted: Vec<&String> = ids.iter().filter(|id| !sealer.has_dictionary(id)).collect();
+    let wanted: Vec<&String> = ids
+        .iter()
+        .filter(|id| sealer.dictionary(id).is_none())
+        .collect();
     if wanted.is_empty() {
         return Ok(());
     }
@@ -239,21 +242,19 @@ async fn from_newest_point(agent: &Arc<Agent>) -> Result<Vec<Arc<Dictionary>>> {
         return Ok(Vec::new());
     };
     let manifest = agent.manifest(&server, &newest.name, &agent.sealer).await?;
-    if manifest.dictionaries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let unit = fetch_chunks(agent, &agent.sealer, manifest.dictionaries.iter()).await?;
-    if let Some((id, (_, why))) = unit.damaged.iter().next() {
-        return Err(AgentError::Integrity(format!(
-            "compression dictionary {id} of recovery point {} cannot be read ({why}); run `mars-agent check`",
-            newest.name
-        )));
-    }
-    Ok(unit
-        .chunks
-        .into_values()
-        .map(|bytes| Arc::new(Dictionary::new(&agent.sealer, bytes)))
-        .collect())
+    load(agent, &agent.sealer, &manifest.dictionaries).await?;
+    manifest
+        .dictionaries
+        .iter()
+        .map(|id| {
+            agent.sealer.dictionary(id).ok_or_else(|| {
+                AgentError::Integrity(format!(
+                    "compression dictionary {id} of recovery point {} cannot be read; run `mars-agent check`",
+                    newest.name
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Samples for a role's dictionary: the first bytes of evenly spread small files, or

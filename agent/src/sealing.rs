@@ -91,12 +91,14 @@ impl Sealer {
             .insert(dictionary.reference(), dictionary);
     }
 
-    pub fn has_dictionary(&self, id: &str) -> bool {
+    /// The loaded dictionary whose chunk id is `id`.
+    pub fn dictionary(&self, id: &str) -> Option<Arc<Dictionary>> {
         self.dictionaries
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .any(|d| d.id() == id)
+            .find(|d| d.id() == id)
+            .cloned()
     }
 
     fn dictionary_named(&self, reference: Reference) -> Result<Arc<Dictionary>> {
@@ -183,8 +185,7 @@ impl Sealer {
                 blob.drain(..body.start);
                 Ok(blob)
             }
-            ZSTD => decompressed(&blob[body], max),
-            _ => self.opened_with_dictionary(&blob[body], max),
+            compressed => self.decompressed(compressed, &blob[body], max),
         }
     }
 
@@ -216,9 +217,8 @@ impl Sealer {
             .map(|((id, _, _), body)| {
                 let data = body.and_then(|(format, range)| match format {
                     RAW => Ok(buffer.slice(range)),
-                    ZSTD => decompressed(&buffer[range], MAX_CHUNK).map(Bytes::from),
-                    _ => self
-                        .opened_with_dictionary(&buffer[range], MAX_CHUNK)
+                    compressed => self
+                        .decompressed(compressed, &buffer[range], MAX_CHUNK)
                         .map(Bytes::from),
                 });
                 let checked = data.and_then(|data| match self.chunk_id(&data) == *id {
@@ -232,8 +232,12 @@ impl Sealer {
             .collect()
     }
 
-    /// A `ZSTD_DICT` body: the dictionary's reference, then the zstd frame.
-    fn opened_with_dictionary(&self, body: &[u8], max: usize) -> Result<Vec<u8>> {
+    /// The plaintext of a compressed body: a zstd frame (`ZSTD`), or a dictionary's
+    /// reference and then a frame compressed with it (`ZSTD_DICT`).
+    fn decompressed(&self, format: u8, body: &[u8], max: usize) -> Result<Vec<u8>> {
+        if format == ZSTD {
+            return decompressed(body, max);
+        }
         let Some((reference, frame)) = body.split_first_chunk::<{ REFERENCE_LEN }>() else {
             return Err(AgentError::Integrity("a blob is truncated".into()));
         };

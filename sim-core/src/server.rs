@@ -315,7 +315,6 @@ async fn drain(body: Body) {
     while let Some(Ok(_)) = body.frame().await {}
 }
 
-/// A panic in a handler: logged (with the request id, by the access log) and answered 500.
 /// Runs each request's handler in a task of its own. When a client goes away mid-request,
 /// hyper drops the request's future; the handler's task still finishes, so no database
 /// transaction is abandoned half-way through a query. (sqlx discards a connection whose
@@ -336,6 +335,7 @@ async fn run_to_completion(request: Request, next: Next) -> Response {
     }
 }
 
+/// A panic in a handler: logged (with the request id, by the access log) and answered 500.
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let detail = panic
         .downcast_ref::<String>()

@@ -1,5 +1,5 @@
 //! Sealing (zstd, AES-256-GCM) on one worker per core, packing sealed chunks into ~12 MiB
-//! packs, and uploading packs as they fill, two at a time, paced by the throttle.
+//! packs, and uploading each as the next fills, paced by the throttle.
 
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};

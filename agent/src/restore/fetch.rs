@@ -3,7 +3,8 @@
 //! authenticated, checked against their ids and decompressed. A chunk that fails
 //! verification is reported, not fatal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::agent::Agent;
@@ -101,6 +102,48 @@ impl<T> Drop for Task<T> {
     }
 }
 
+/// Jobs run as tasks, `ahead` of them at a time in their order, their results taken in
+/// that order: the next ones download while the caller handles the current. Dropped, it
+/// aborts the ones running.
+pub(crate) struct Ahead<J>
+where
+    J: Iterator,
+    J::Item: Future,
+{
+    jobs: J,
+    running: VecDeque<Task<<J::Item as Future>::Output>>,
+    ahead: usize,
+}
+
+impl<J> Ahead<J>
+where
+    J: Iterator,
+    J::Item: Future + Send + 'static,
+    <J::Item as Future>::Output: Send + 'static,
+{
+    pub fn new(jobs: J, ahead: usize) -> Self {
+        Ahead {
+            jobs,
+            running: VecDeque::new(),
+            ahead,
+        }
+    }
+
+    /// The next job's result, `None` when all are done.
+    pub async fn next(&mut self) -> Option<Result<<J::Item as Future>::Output>> {
+        while self.running.len() < self.ahead {
+            let Some(job) = self.jobs.next() else { break };
+            self.running.push_back(Task(tokio::spawn(job)));
+        }
+        let mut task = self.running.pop_front()?;
+        Some(
+            (&mut task.0)
+                .await
+                .map_err(|e| AgentError::Service(format!("a download stopped: {e}"))),
+        )
+    }
+}
+
 /// One coalesced read: a range of a pack and the chunks inside it.
 struct RangeRead {
     pack: String,
@@ -183,23 +226,16 @@ pub async fn fetch_located(
     keep: Keep,
 ) -> Fetched {
     let mut unit = Unit::default();
-    let mut reads = coalesce(located).into_iter();
-    let mut in_flight = std::collections::VecDeque::new();
-    loop {
-        while in_flight.len() < RANGES_IN_FLIGHT {
-            let Some(read) = reads.next() else { break };
-            let task = tokio::spawn(read_range(agent.clone(), sealer.clone(), read, keep));
-            in_flight.push_back(Task(task));
-        }
-        let Some(mut next) = in_flight.pop_front() else {
-            return Ok(unit);
-        };
-        let part = (&mut next.0)
-            .await
-            .map_err(|e| AgentError::Service(format!("a download stopped: {e}")))??;
+    let reads = coalesce(located)
+        .into_iter()
+        .map(|read| read_range(agent.clone(), sealer.clone(), read, keep));
+    let mut reads = Ahead::new(reads, RANGES_IN_FLIGHT);
+    while let Some(part) = reads.next().await {
+        let part = part??;
         unit.chunks.extend(part.chunks);
         unit.verified += part.verified;
         unit.bytes += part.bytes;
         unit.damaged.extend(part.damaged);
     }
+    Ok(unit)
 }

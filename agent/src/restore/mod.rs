@@ -30,7 +30,7 @@ use crate::agent::Agent;
 use crate::error::{AgentError, Result};
 use crate::manifest::{Entry, Kind, Manifest};
 use crate::sealing::Sealer;
-use fetch::{Fetched, Task, fetch_chunks};
+use fetch::{Ahead, Fetched, Task, fetch_chunks};
 use plan::{Plan, WINDOW_CHUNKS, no_symlink_between, safe_relative};
 pub use plan::{relative_selections, select};
 use writer::{FileWriter, finish, link_to_first, remove_existing, set_metadata, set_owner};
@@ -167,23 +167,14 @@ async fn restore_entries(
     let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(1);
     let fetcher = {
         let (agent, sealer) = (agent.clone(), sealer.clone());
+        let units = units.into_iter().map(move |ids| {
+            let (agent, sealer) = (agent.clone(), sealer.clone());
+            async move { fetch_chunks(&agent, &sealer, ids.iter()).await }
+        });
         Task(tokio::spawn(async move {
-            let mut units = units.into_iter();
-            let mut ahead = std::collections::VecDeque::new();
-            loop {
-                while ahead.len() < UNITS_AHEAD {
-                    let Some(ids) = units.next() else { break };
-                    let (agent, sealer) = (agent.clone(), sealer.clone());
-                    ahead.push_back(Task(tokio::spawn(async move {
-                        fetch_chunks(&agent, &sealer, ids.iter()).await
-                    })));
-                }
-                let Some(mut next) = ahead.pop_front() else {
-                    return;
-                };
-                let fetched = (&mut next.0).await.unwrap_or_else(|e| {
-                    Err(AgentError::Service(format!("a download stopped: {e}")))
-                });
+            let mut units = Ahead::new(units, UNITS_AHEAD);
+            while let Some(fetched) = units.next().await {
+                let fetched = fetched.and_then(|fetched| fetched);
                 let failed = fetched.is_err();
                 if tx.send(fetched).await.is_err() || failed {
                     return;
