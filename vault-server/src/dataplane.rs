@@ -240,15 +240,23 @@ impl DataPlane {
             )));
         }
         let list = serde_json::to_string(ids).expect("ids serialise");
-        let rows: Vec<LocatedRow> = sqlx::query_as(
-            "SELECT j.value, p.id, c.offset, c.length FROM json_each(?1) j \
+        // One row holding every answer: row by row, handing each across to sqlx's worker
+        // thread cost more than the lookups (2 % of a restore's CPU).
+        let (answers,): (String,) = sqlx::query_as(
+            "SELECT json_group_array(json_array(j.value, p.id, c.offset, c.length) ORDER BY j.key) \
+             FROM json_each(?1) j \
              LEFT JOIN chunks c ON c.vault_id = ?2 AND c.id = unhex(j.value) \
-             LEFT JOIN packs p ON p.number = c.pack ORDER BY j.key",
+             LEFT JOIN packs p ON p.number = c.pack",
         )
         .bind(list)
         .bind(vault_id)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
+        let rows: Vec<LocatedRow> = serde_json::from_str(&answers).map_err(|e| {
+            VsError::Storage(sqlx::Error::Decode(
+                format!("chunk locations from the database: {e}").into(),
+            ))
+        })?;
         rows.into_iter()
             .map(|(id, pack, offset, length)| match (pack, offset, length) {
                 (Some(pack), Some(offset), Some(length)) => Ok(ChunkLocation {

@@ -18,7 +18,7 @@ pub(crate) mod fetch;
 mod plan;
 mod writer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,9 @@ use crate::sealing::Sealer;
 use fetch::{Ahead, Fetched, Task, fetch_chunks};
 use plan::{Plan, WINDOW_CHUNKS, no_symlink_between, safe_relative};
 pub use plan::{relative_selections, select};
-use writer::{FileWriter, finish, link_to_first, remove_existing, set_metadata, set_owner};
+use writer::{
+    CreatedOwner, FileWriter, finish, link_to_first, remove_existing, set_metadata, set_owner,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnConflict {
@@ -265,15 +267,17 @@ fn write_all(
     }
     // Where the first name of each hard-link group was written.
     let mut written_groups: HashMap<u64, PathBuf> = HashMap::new();
-    // Parent directories already checked for symlinks and created.
-    let mut ready: HashSet<PathBuf> = HashSet::new();
+    // Parent directories already checked for symlinks and created, and who owns new files
+    // in them.
+    let mut ready: HashMap<PathBuf, Option<CreatedOwner>> = HashMap::new();
     for group in &plan.groups {
+        let mut owners = Vec::with_capacity(group.len());
         for &index in group {
-            prepare_parent(target, &path_of(index), &mut ready)?;
+            owners.push(prepare_parent(target, &path_of(index), &mut ready)?);
         }
         if Plan::is_large(planned, group) {
             let (path, entry) = (path_of(group[0]), &planned[group[0]].1);
-            let mut writer = FileWriter::open(&path, entry.mode, conflict, report)?;
+            let mut writer = FileWriter::open(&path, entry.mode, conflict, owners[0], report)?;
             let mut damage = None;
             for ids in entry.chunks.chunks(WINDOW_CHUNKS) {
                 let unit = next_unit(rx)?;
@@ -287,9 +291,10 @@ fn write_all(
             bar.inc(entry.size);
         } else {
             let unit = next_unit(rx)?;
-            let files: Vec<(PathBuf, &Entry)> = group
+            let files: Vec<(PathBuf, &Entry, Option<CreatedOwner>)> = group
                 .iter()
-                .map(|&index| (path_of(index), &planned[index].1))
+                .zip(owners)
+                .map(|(&index, owner)| (path_of(index), &planned[index].1, owner))
                 .collect();
             write_small_files(&files, &unit, conflict, report, &mut written_groups, bar)?;
         }
@@ -311,22 +316,28 @@ fn write_all(
     Ok(())
 }
 
-/// Checks (no symlink on the way) and creates the parent of `path` once per directory.
-fn prepare_parent(target: &Path, path: &Path, ready: &mut HashSet<PathBuf>) -> Result<()> {
+/// Checks (no symlink on the way) and creates the parent of `path` once per directory;
+/// returns who owns the files created in it.
+fn prepare_parent(
+    target: &Path,
+    path: &Path,
+    ready: &mut HashMap<PathBuf, Option<CreatedOwner>>,
+) -> Result<Option<CreatedOwner>> {
     let parent = path.parent().unwrap_or(target);
-    if ready.contains(parent) {
-        return Ok(());
+    if let Some(owner) = ready.get(parent) {
+        return Ok(*owner);
     }
     no_symlink_between(target, path)?;
     std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
-    ready.insert(parent.to_path_buf());
-    Ok(())
+    let owner = CreatedOwner::in_directory(parent)?;
+    ready.insert(parent.to_path_buf(), owner);
+    Ok(owner)
 }
 
 /// Writes a group of small files whose chunks are all in `unit`, split across one thread
 /// per core: creating, filling and renaming thousands of small files is system-call bound.
 fn write_small_files(
-    files: &[(PathBuf, &Entry)],
+    files: &[(PathBuf, &Entry, Option<CreatedOwner>)],
     unit: &fetch::Unit,
     conflict: OnConflict,
     report: &mut RestoreReport,
@@ -342,9 +353,9 @@ fn write_small_files(
                 scope.spawn(move || {
                     let mut report = RestoreReport::default();
                     let mut groups = HashMap::new();
-                    for (path, entry) in part {
+                    for (path, entry, owner) in part {
                         if let Some(mut writer) =
-                            FileWriter::open(path, entry.mode, conflict, &mut report)?
+                            FileWriter::open(path, entry.mode, conflict, *owner, &mut report)?
                         {
                             let damage = writer.write(&entry.chunks, unit)?;
                             finish(writer, entry, damage, conflict, &mut report, &mut groups)?;
