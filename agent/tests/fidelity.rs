@@ -266,3 +266,101 @@ async fn every_error_is_a_json_object_with_json() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restoring_over_existing_names_copies_skips_or_overwrites() {
+    let stack = start().await;
+    let machine = stack.registered("vault1", "server1").await.0;
+    let data = stack.dir.path().join("data");
+    std::fs::create_dir_all(data.join("dir")).unwrap();
+    std::fs::write(data.join("a.txt"), b"backed-up a").unwrap();
+    std::fs::write(data.join("b.txt"), b"backed-up b").unwrap();
+    std::fs::write(data.join("dir/c.txt"), b"backed-up c").unwrap();
+    let (_, first) = round_trip(&stack, &machine, &data).await;
+    let point = machine.json(&["recovery-points"]).await[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let restore = |policy: &'static str, target: PathBuf| {
+        let (machine, point) = (&machine, point.clone());
+        async move {
+            machine
+                .json(&[
+                    "restore",
+                    &point,
+                    "--target",
+                    target.to_str().unwrap(),
+                    "--on-conflict",
+                    policy,
+                ])
+                .await
+        }
+    };
+    // The target holds another a.txt, and a directory where c.txt goes.
+    let prepare = |name: &str| {
+        let target = stack.dir.path().join(name);
+        std::fs::create_dir_all(target.join("dir/c.txt")).unwrap();
+        std::fs::write(target.join("a.txt"), b"local a").unwrap();
+        target
+    };
+
+    let target = prepare("copy");
+    let report = restore("copy", target.clone()).await;
+    assert_eq!(report["files"], 3, "{report}");
+    assert_eq!(std::fs::read(target.join("a.txt")).unwrap(), b"local a");
+    assert_eq!(
+        std::fs::read(target.join("a.txt (restored 1)")).unwrap(),
+        b"backed-up a"
+    );
+    assert_eq!(std::fs::read(target.join("b.txt")).unwrap(), b"backed-up b");
+    assert!(target.join("dir/c.txt").is_dir());
+    assert_eq!(
+        std::fs::read(target.join("dir/c.txt (restored 1)")).unwrap(),
+        b"backed-up c"
+    );
+    // Again: every name is taken now, so each file gets the next free one.
+    let again = restore("copy", target.clone()).await;
+    assert_eq!(again["files"], 3, "{again}");
+    assert_eq!(
+        std::fs::read(target.join("a.txt (restored 2)")).unwrap(),
+        b"backed-up a"
+    );
+    assert_eq!(
+        std::fs::read(target.join("b.txt (restored 1)")).unwrap(),
+        b"backed-up b"
+    );
+
+    let target = prepare("skip");
+    let report = restore("skip", target.clone()).await;
+    assert_eq!(
+        (report["files"].clone(), report["skipped"].clone()),
+        (1.into(), 2.into()),
+        "{report}"
+    );
+    assert_eq!(std::fs::read(target.join("a.txt")).unwrap(), b"local a");
+    assert_eq!(std::fs::read(target.join("b.txt")).unwrap(), b"backed-up b");
+    assert!(target.join("dir/c.txt").is_dir());
+
+    let target = prepare("overwrite");
+    let report = restore("overwrite", target.clone()).await;
+    assert_eq!(report["files"], 3, "{report}");
+    assert_eq!(std::fs::read(target.join("a.txt")).unwrap(), b"backed-up a");
+    assert_eq!(
+        std::fs::read(target.join("dir/c.txt")).unwrap(),
+        b"backed-up c",
+        "the directory in the way was replaced"
+    );
+
+    for dir in [
+        first,
+        stack.dir.path().join("copy"),
+        stack.dir.path().join("skip"),
+        target,
+    ] {
+        assert_eq!(
+            leftovers(&dir),
+            Vec::<PathBuf>::new(),
+            "no partial files left"
+        );
+    }
+}
