@@ -69,10 +69,15 @@ thread_local! {
 /// sources; large chunks get level 3's for sources over 256 KiB with a larger hash table:
 /// a dictionary prepared for "any size" is tuned for tiny sources, and large chunks
 /// compressed with one found a quarter of the dictionary's gain and took the slow path.
+/// Every frame carries its content's checksum (see `sealing`).
 fn parameters(role: Role) -> Vec<zstd::zstd_safe::CParameter> {
     use zstd::zstd_safe::{CParameter::*, Strategy::ZSTD_dfast};
     match role {
-        Role::SmallFiles => vec![CompressionLevel(ZSTD_LEVEL), MinMatch(6)],
+        Role::SmallFiles => vec![
+            CompressionLevel(ZSTD_LEVEL),
+            MinMatch(6),
+            ChecksumFlag(true),
+        ],
         Role::LargeChunks => vec![
             CompressionLevel(ZSTD_LEVEL),
             WindowLog(21),
@@ -82,6 +87,7 @@ fn parameters(role: Role) -> Vec<zstd::zstd_safe::CParameter> {
             MinMatch(6),
             TargetLength(0),
             Strategy(ZSTD_dfast),
+            ChecksumFlag(true),
         ],
     }
 }

@@ -1,7 +1,8 @@
 //! Fetching chunks for a restore: located in one query per unit, read as coalesced ranges
 //! per pack (several at once, each decoded on a blocking thread as it arrives), then
-//! authenticated, checked against their ids and decompressed. A chunk that fails
-//! verification is reported, not fatal.
+//! authenticated under their ids and decompressed (zstd checks each frame's content
+//! checksum; a check also recomputes each id). A chunk that fails verification is
+//! reported, not fatal.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -56,7 +57,8 @@ fn decode(
         })
         .collect();
     let mut unit = Unit::default();
-    for (id, opened) in sealer.open_all(buffer, &blobs) {
+    // A check recomputes every id; a restore relies on authentication and zstd's checksums.
+    for (id, opened) in sealer.open_all(buffer, &blobs, keep == Keep::Nothing) {
         match opened {
             Ok(data) => {
                 unit.verified += 1;

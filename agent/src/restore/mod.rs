@@ -1,6 +1,7 @@
 //! Restore: all or part of a recovery point, to an alternate directory or the original
-//! location, with a conflict policy. Every chunk is authenticated and checked against its
-//! id before use; entries with absolute paths or `..` are refused before anything is
+//! location, with a conflict policy. Every chunk is authenticated under its id and, when
+//! compressed, checked against the checksum of the content it was made from, before use
+//! (see `sealing`); entries with absolute paths or `..` are refused before anything is
 //! written; nothing is written through a symlink.
 //!
 //! plan → fetch → verify → write: [`plan`] chooses the entries and groups files into fetch
