@@ -457,7 +457,9 @@ mod tests {
         assert_eq!(blob[0], ZSTD_DICT);
         assert_eq!(open_one(&with, &large_id, &blob).unwrap(), large);
         let mut body = blob.clone();
-        let (_, range) = with.decrypt_in_place(&mut body, large_id.as_bytes()).unwrap();
+        let (_, range) = with
+            .decrypt_in_place(&mut body, large_id.as_bytes())
+            .unwrap();
         assert!(
             has_content_checksum(&body[range][REFERENCE_LEN..]),
             "frames made with a dictionary carry a checksum too"

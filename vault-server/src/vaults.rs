@@ -134,10 +134,15 @@ pub enum Upserted {
 /// only static query strings).
 macro_rules! select_vaults {
     ($tail:literal) => {
+        select_vaults!("", $tail)
+    };
+    ($columns:literal, $tail:literal) => {
         concat!(
             "SELECT id, resource_number, subscription_id, resource_group, name, location, tags, sku, identity, ",
             "properties, extended_info, registration_app_id, registration_sp_id, etag, created_at, created_by, ",
-            "updated_at, updated_by FROM vaults",
+            "updated_at, updated_by",
+            $columns,
+            " FROM vaults",
             $tail
         )
     };
@@ -175,6 +180,26 @@ impl Vaults {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| VsError::NotFound("The vault of this server no longer exists.".into()))
+    }
+
+    /// The vault of the registered server whose identity is `app_id`, and the server's
+    /// container: one query, as every data-plane request asks it.
+    pub async fn of_server(&self, app_id: &str) -> Result<Option<(Vault, String)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            vault: Vault,
+            container: String,
+        }
+        const QUERY: &str = select_vaults!(
+            ", container",
+            " JOIN machines ON machines.vault_id = vaults.id WHERE machines.app_id = ?"
+        );
+        let row: Option<Row> = sqlx::query_as(QUERY)
+            .bind(app_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| (row.vault, row.container)))
     }
 
     /// The vault whose registration app is `app_id` (the identity of vault credentials).

@@ -59,7 +59,7 @@ pub async fn handle(
         }
         _ => {}
     }
-    let Some(machine) = state.data.machine(&caller.app_id).await? else {
+    let Some((vault, container)) = state.vaults.of_server(&caller.app_id).await? else {
         if state
             .vaults
             .by_registration_app(&caller.app_id)
@@ -76,7 +76,10 @@ pub async fn handle(
             caller.app_id
         )));
     };
-    let vault = state.vaults.by_id(machine.vault_id).await?;
+    let machine = Machine {
+        vault_id: vault.id,
+        container,
+    };
     let data = &state.data;
     if let ["secondary", rest @ ..] = segments.as_slice() {
         return secondary(state, &vault, &method, rest, headers, &body).await;
