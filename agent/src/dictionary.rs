@@ -65,7 +65,7 @@ thread_local! {
 /// (level 3 takes 5). Each match costs the decoder about the same whatever its length, and
 /// text shares longer runs with the dictionary than that: on the benchmark's logs, CSV and
 /// sources, 6 made the compressed chunks 0.5–3 % smaller and their decompression 10–20 %
-/// faster (`zstd` alone measured it). Small files keep the parameters zstd picks for tiny
+/// faster (measured on those chunks alone). Small files keep the parameters zstd picks for tiny
 /// sources; large chunks get level 3's for sources over 256 KiB with a larger hash table:
 /// a dictionary prepared for "any size" is tuned for tiny sources, and large chunks
 /// compressed with one found a quarter of the dictionary's gain and took the slow path.

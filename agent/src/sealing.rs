@@ -32,8 +32,12 @@ pub(crate) const ZSTD_LEVEL: i32 = 3;
 // zstd contexts are costly to create (a fresh one per small file doubled the backup time):
 // each thread keeps its own.
 thread_local! {
-    static COMPRESSOR: RefCell<zstd::bulk::Compressor<'static>> =
-        RefCell::new(zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd context"));
+    // Chunks: every frame carries its content's checksum (see the module comment).
+    static COMPRESSOR: RefCell<zstd::bulk::Compressor<'static>> = RefCell::new({
+        let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd context");
+        compressor.include_checksum(true).expect("a valid zstd parameter");
+        compressor
+    });
     // Level 1: samples for the compressibility probe, and documents.
     static PROBE: RefCell<zstd::bulk::Compressor<'static>> =
         RefCell::new(zstd::bulk::Compressor::new(1).expect("zstd context"));
@@ -42,11 +46,7 @@ thread_local! {
 }
 
 fn compress(data: &[u8]) -> Option<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut compressor = c.borrow_mut();
-        compressor.include_checksum(true).ok()?;
-        compressor.compress(data).ok()
-    })
+    COMPRESSOR.with(|c| c.borrow_mut().compress(data).ok())
 }
 
 /// Whether a zstd frame carries the checksum of its content (RFC 8878: bit 2 of the frame

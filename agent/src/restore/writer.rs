@@ -139,7 +139,8 @@ impl CreatedOwner {
 /// A file being restored: written beside its name, renamed when complete.
 pub struct FileWriter {
     partial: PathBuf,
-    /// The name it is restored to (or beside, when that name is taken and the policy is copy).
+    /// The name it is restored to (when that is taken, the conflict policy decides at the
+    /// rename).
     destination: PathBuf,
     created_owner: Option<CreatedOwner>,
     /// Unbuffered: chunks are written whole, one system call each, without another copy.
@@ -246,7 +247,9 @@ impl FileWriter {
         }
         set_file_metadata(&file, &partial, entry, created_owner)?;
         drop(file);
-        let placed = put_in_place(&partial, &destination, conflict)?;
+        let placed = put_in_place(&partial, &destination, conflict).inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })?;
         match placed {
             Some(_) => {
                 report.files += 1;
