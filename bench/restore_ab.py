@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Restore A/B: full restores of the newest recovery point a `bench/run.py` run left in
+--work, alternating between mars-agent binaries, against one vault-server. Per binary: mean
+agent CPU (user + sys), mean server CPU, median wall time, peak RSS (median and max).
+
+This machine's speed swings by 20-30 % between minutes; alternating the binaries within one
+run and comparing CPU (not only wall time) is what shows a change of a few percent.
+
+Usage: bench/restore_ab.py [--work DIR] [--runs N] [--restore-dir DIR] BINARY [BINARY ...]
+  --work  the work directory of an earlier `bench/run.py --work DIR` (default /tmp/bench-work)
+  --runs  restores per binary (default 5)
+  --restore-dir  where to restore (default /dev/shm/bench-ab: a tmpfs, as the benchmark)
+A binary may be a script that sets an environment and execs mars-agent (for allocator or
+other settings). Needs: a profiling build (`cargo build --profile profiling -p azsim`),
+/usr/bin/time, curl.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from run import PORTS, ROOT
+
+
+def server_cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work", default="/tmp/bench-work")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--restore-dir", default="/dev/shm/bench-ab")
+    parser.add_argument("binaries", nargs="+")
+    args = parser.parse_args()
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    azsim = os.path.join(target_dir, "profiling", "azsim")
+    state, home = os.path.join(args.work, "azsim"), os.path.join(args.work, "agent-home")
+    if not os.path.isdir(state) or not os.path.isdir(home):
+        sys.exit(f"{args.work} holds no benchmark state: run bench/run.py --work {args.work} first")
+    server = subprocess.Popen(
+        [azsim, "up", "--data-dir", state, "--entra-port", str(PORTS["entra"]), "--mi-port", str(PORTS["mi"]),
+         "--keyvault-port", str(PORTS["kv"]), "--keyvault-mgmt-port", str(PORTS["kvm"]),
+         "--vault-server-port", str(PORTS["arm"])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    results = {binary: [] for binary in args.binaries}
+    try:
+        ca = os.path.join(state, "tls", "ca.pem")
+        for _ in range(200):
+            health = ["curl", "-sf", "--cacert", ca, f"https://localhost:{PORTS['arm']}/health"]
+            if subprocess.run(health, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+        first = args.binaries[0]
+        points = subprocess.run([first, "--home", home, "--json", "recovery-points"],
+                                capture_output=True, text=True, check=True).stdout
+        point = json.loads(points)[0]["name"]
+        for _ in range(args.runs):
+            for binary in args.binaries:
+                shutil.rmtree(args.restore_dir, ignore_errors=True)
+                subprocess.run(["sync"], check=True)
+                before, start = server_cpu_seconds(server.pid), time.perf_counter()
+                run = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", binary, "--home", home,
+                                      "restore", point, "--target", args.restore_dir],
+                                     capture_output=True, text=True)
+                wall = time.perf_counter() - start
+                if run.returncode != 0:
+                    sys.exit(f"{binary} restore failed:\n{run.stderr}")
+                rss, user, system = re.findall(r"^(\d+) ([\d.]+) ([\d.]+)$", run.stderr, re.M)[-1]
+                results[binary].append((wall, int(rss) / 1024, float(user) + float(system),
+                                        server_cpu_seconds(server.pid) - before))
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(args.restore_dir, ignore_errors=True)
+    for binary, runs in results.items():
+        walls, rss, agent, served = zip(*runs)
+        print(f"{binary}: agent CPU {statistics.mean(agent):.2f} s, server CPU {statistics.mean(served):.2f} s, "
+              f"wall median {statistics.median(walls):.2f} s, RSS median {statistics.median(rss):.0f} MiB "
+              f"max {max(rss):.0f} MiB ({args.runs} runs)")
+
+
+if __name__ == "__main__":
+    main()
