@@ -299,16 +299,18 @@ fn put_in_place(partial: &Path, path: &Path, conflict: OnConflict) -> Result<Opt
 /// `RENAME_NOREPLACE` get a lookup first (not atomic, as restore was before it).
 fn rename_no_replace(from: &Path, to: &Path) -> nix::Result<()> {
     use nix::errno::Errno;
-    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
-            if std::fs::symlink_metadata(to).is_ok() {
-                return Err(Errno::EEXIST);
-            }
-            std::fs::rename(from, to).map_err(|e| Errno::try_from(e).unwrap_or(Errno::EIO))
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {}
+            done => return done,
         }
-        other => other,
     }
+    if std::fs::symlink_metadata(to).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    std::fs::rename(from, to).map_err(|e| Errno::try_from(e).unwrap_or(Errno::EIO))
 }
 
 /// All zeros? Blocks are OR-folded (vectorised), stopping at the first block with data.
