@@ -243,7 +243,7 @@ async fn run(cli: Cli) -> Result<i32> {
             passphrase_file,
             secondary_region,
         } => {
-            share_one_malloc_arena();
+            share_one_malloc_arena(true);
             let agent = Agent::open_in(&home, !json_output, secondary_region)?;
             let (server, sealer) = agent
                 .source(from_server, passphrase_file.as_deref())
@@ -379,7 +379,7 @@ async fn run(cli: Cli) -> Result<i32> {
             read_data,
             recovery_point,
         } => {
-            share_one_malloc_arena();
+            share_one_malloc_arena(false);
             let agent = Agent::open(&home, !json_output)?;
             let report = agent::check::run(agent, recovery_point.as_deref(), read_data).await?;
             print(
@@ -625,22 +625,30 @@ async fn main() {
     std::process::exit(code);
 }
 
-/// For restore and check: one malloc arena for every thread, and fixed thresholds for
-/// giving memory back. glibc gives each thread its own arena, and the downloaded ranges and
-/// chunks that the fetch tasks, decoders and writers pass between them are freed into other
-/// threads' arenas and stay there: a full restore of the benchmark set peaked at 156–170
-/// MiB of RSS that way, 89–95 MiB with one arena, in the same time (2.3 s). With glibc's
-/// moving thresholds, decompressed chunks (up to 4 MiB) came from heap the allocator had
-/// just given back, a page fault per 4 KiB (5 % of a restore's CPU): below 4 MiB buffers now
-/// come from the heap, which keeps up to 16 MiB free before trimming; the 8 MiB ranges are
-/// mapped and unmapped whole. Five restores each: 7 % less CPU, the same peak RSS.
-fn share_one_malloc_arena() {
+/// For restore and check: one malloc arena for every thread. glibc gives each thread its
+/// own arena, and the downloaded ranges and chunks that the fetch tasks, decoders and
+/// writers pass between them are freed into other threads' arenas and stay there: a full
+/// restore of the benchmark set peaked at 156–170 MiB of RSS that way, 89–95 MiB with one
+/// arena, in the same time (2.3 s).
+///
+/// A restore also fixes when memory is given back (`keep_heap`): with glibc's moving
+/// thresholds, decompressed chunks (up to 4 MiB) came from heap the allocator had just
+/// given back, a page fault per 4 KiB (5 % of a restore's CPU). Below 4 MiB buffers now come
+/// from the heap, which keeps up to 16 MiB free before trimming; the 8 MiB ranges are mapped
+/// and unmapped whole. Six restores each: 9 % less CPU, the same peak RSS. A check reads
+/// whole 12 MiB packs, which the moving thresholds keep on the heap: fixed, they cost it 7 %
+/// more CPU in page faults, so it keeps glibc's.
+fn share_one_malloc_arena(keep_heap: bool) {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets tunables of the allocator; it takes the allocator's own lock
     // and any value is valid.
     unsafe {
         nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
-        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 4 << 20);
-        nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, 16 << 20);
+        if keep_heap {
+            nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 4 << 20);
+            nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, 16 << 20);
+        }
     }
+    #[cfg(not(target_env = "gnu"))]
+    let _ = keep_heap;
 }
