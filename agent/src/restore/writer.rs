@@ -105,9 +105,10 @@ pub fn copy_name(path: &Path) -> PathBuf {
         .expect("an unused name exists")
 }
 
-/// Who owns a file this process creates in a directory (as root): its effective user, and
-/// the directory's group when the directory is set-gid, else its effective group. A file
-/// that should be owned so needs no chown.
+/// Who owns a file this process creates in a directory, when that is certain: its
+/// effective user and group, in a directory of that group. (Elsewhere a new file may take
+/// the directory's group — set-gid directories, `grpid` mounts — or not; it is then chowned
+/// as before.) A file that should be owned so needs no chown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreatedOwner {
     uid: u32,
@@ -115,17 +116,15 @@ pub struct CreatedOwner {
 }
 
 impl CreatedOwner {
-    /// `None` when not running as root: owners are not restored then.
+    /// `None` when not running as root (owners are not restored then) or when the owner of
+    /// a new file in `directory` is not certain.
     pub fn in_directory(directory: &Path) -> Result<Option<CreatedOwner>> {
         if !running_as_root() {
             return Ok(None);
         }
         let meta = std::fs::metadata(directory).map_err(|e| AgentError::io(directory, e))?;
-        let gid = match meta.mode() & 0o2000 {
-            0 => nix::unistd::getegid().as_raw(),
-            _ => meta.gid(),
-        };
-        Ok(Some(CreatedOwner {
+        let gid = nix::unistd::getegid().as_raw();
+        Ok((meta.gid() == gid).then(|| CreatedOwner {
             uid: nix::unistd::geteuid().as_raw(),
             gid,
         }))
@@ -451,6 +450,26 @@ mod tests {
             assert!(!mode_is_set_at_creation(0o777), "bits the umask would drop");
         }
         assert_eq!(entry_mode_at_creation(0o4755), 0o666);
+    }
+
+    #[test]
+    fn files_skip_chown_only_where_their_owner_is_certain() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = CreatedOwner::in_directory(dir.path()).unwrap();
+        if !running_as_root() {
+            assert_eq!(owner, None, "owners are restored only as root");
+            return;
+        }
+        let owner = owner.expect("a directory of root's group");
+        let file = dir.path().join("created");
+        std::fs::write(&file, b"x").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!((owner.uid, owner.gid), (meta.uid(), meta.gid()));
+        // A directory of another group: a new file might take that group, so it is chowned.
+        let other = dir.path().join("other group");
+        std::fs::create_dir(&other).unwrap();
+        std::os::unix::fs::chown(&other, None, Some(owner.gid + 4242)).unwrap();
+        assert_eq!(CreatedOwner::in_directory(&other).unwrap(), None);
     }
 
     #[test]
