@@ -21,7 +21,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import ADMIN_ID, ADMIN_SECRET, PORTS, ROOT, SHARED, SUBSCRIPTION, TENANT, curl_json, du, sh  # noqa: E402
+from run import (ADMIN_ID, ADMIN_SECRET, PORTS, ROOT, SHARED, SUBSCRIPTION, TENANT, curl_json, du, sh,  # noqa: E402
+                 start_azsim)
 
 
 def main():
@@ -37,17 +38,10 @@ def main():
     subprocess.run([sys.executable, SHARED, "revert", "--root", data], capture_output=True)
     state = os.path.join(work, "azsim")
     shutil.rmtree(state, ignore_errors=True)
-    ports = ["--entra-port", str(PORTS["entra"]), "--mi-port", str(PORTS["mi"]), "--keyvault-port", str(PORTS["kv"]),
-             "--keyvault-mgmt-port", str(PORTS["kvm"]), "--vault-server-port", str(PORTS["arm"])]
-    server = subprocess.Popen([azsim_bin, "up", "--data-dir", state, *ports],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    server = start_azsim(azsim_bin, state)
     try:
         ca = os.path.join(state, "tls", "ca.pem")
         arm = f"https://localhost:{PORTS['arm']}"
-        for _ in range(200):
-            if subprocess.run(["curl", "-sf", "--cacert", ca, f"{arm}/health"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.05)
 
         def token():
             return curl_json("--cacert", ca, f"https://localhost:{PORTS['entra']}/{TENANT}/oauth2/v2.0/token",

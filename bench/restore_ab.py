@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from run import PORTS, ROOT
+from run import ROOT, start_azsim
 
 
 def server_cpu_seconds(pid):
@@ -44,19 +44,9 @@ def main():
     state, home = os.path.join(args.work, "azsim"), os.path.join(args.work, "agent-home")
     if not os.path.isdir(state) or not os.path.isdir(home):
         sys.exit(f"{args.work} holds no benchmark state: run bench/run.py --work {args.work} first")
-    server = subprocess.Popen(
-        [azsim, "up", "--data-dir", state, "--entra-port", str(PORTS["entra"]), "--mi-port", str(PORTS["mi"]),
-         "--keyvault-port", str(PORTS["kv"]), "--keyvault-mgmt-port", str(PORTS["kvm"]),
-         "--vault-server-port", str(PORTS["arm"])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    server = start_azsim(azsim, state)
     results = {binary: [] for binary in args.binaries}
     try:
-        ca = os.path.join(state, "tls", "ca.pem")
-        for _ in range(200):
-            health = ["curl", "-sf", "--cacert", ca, f"https://localhost:{PORTS['arm']}/health"]
-            if subprocess.run(health, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.05)
         first = args.binaries[0]
         points = subprocess.run([first, "--home", home, "--json", "recovery-points"],
                                 capture_output=True, text=True, check=True).stdout

@@ -78,6 +78,24 @@ def timed(args, env=None, step=None):
     return seconds, rss
 
 
+def start_azsim(azsim_bin, state):
+    """`azsim up` on the benchmark's ports with its state in `state`, returned once its
+    vault-server answers /health (the caller terminates it)."""
+    server = subprocess.Popen(
+        [azsim_bin, "up", "--data-dir", state, "--entra-port", str(PORTS["entra"]), "--mi-port", str(PORTS["mi"]),
+         "--keyvault-port", str(PORTS["kv"]), "--keyvault-mgmt-port", str(PORTS["kvm"]),
+         "--vault-server-port", str(PORTS["arm"])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    health = ["curl", "-sf", "--cacert", os.path.join(state, "tls", "ca.pem"),
+              f"https://localhost:{PORTS['arm']}/health"]
+    for _ in range(200):
+        if subprocess.run(health, capture_output=True).returncode == 0:
+            return server
+        time.sleep(0.05)
+    server.terminate()
+    sys.exit(f"azsim up --data-dir {state} did not answer /health within 10 s")
+
+
 def du(path):
     return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
 
@@ -177,18 +195,10 @@ def main():
     # ---- azsim ----
     state = os.path.join(work, "azsim")
     shutil.rmtree(state, ignore_errors=True)
-    server = subprocess.Popen(
-        [azsim_bin, "up", "--data-dir", state, "--entra-port", str(PORTS["entra"]), "--mi-port", str(PORTS["mi"]),
-         "--keyvault-port", str(PORTS["kv"]), "--keyvault-mgmt-port", str(PORTS["kvm"]),
-         "--vault-server-port", str(PORTS["arm"])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    server = start_azsim(azsim_bin, state)
     try:
         ca = os.path.join(state, "tls", "ca.pem")
         arm = f"https://localhost:{PORTS['arm']}"
-        for _ in range(200):
-            if subprocess.run(["curl", "-sf", "--cacert", ca, f"{arm}/health"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.05)
         token = curl_json("--cacert", ca, f"https://localhost:{PORTS['entra']}/{TENANT}/oauth2/v2.0/token",
                           "-d", "grant_type=client_credentials", "-d", f"client_id={ADMIN_ID}",
                           "--data-urlencode", f"client_secret={ADMIN_SECRET}",

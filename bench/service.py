@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import PORTS, ROOT, timed  # noqa: E402
+from run import ROOT, start_azsim, timed  # noqa: E402
 
 
 def main():
@@ -26,18 +26,10 @@ def main():
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     azsim_bin, agent_bin = (os.path.join(target, "profiling", b) for b in ("azsim", "mars-agent"))
     state = os.path.join(work, "azsim")
-    ports = ["--entra-port", str(PORTS["entra"]), "--mi-port", str(PORTS["mi"]), "--keyvault-port", str(PORTS["kv"]),
-             "--keyvault-mgmt-port", str(PORTS["kvm"]), "--vault-server-port", str(PORTS["arm"])]
-    server = subprocess.Popen([azsim_bin, "up", "--data-dir", state, *ports],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    server = start_azsim(azsim_bin, state)
     agent = [agent_bin, "--home", os.path.join(work, "agent-home")]
     try:
         ca = os.path.join(state, "tls", "ca.pem")
-        for _ in range(200):
-            health = ["curl", "-sf", "--cacert", ca, f"https://localhost:{PORTS['arm']}/health"]
-            if subprocess.run(health, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.05)
         env = {**os.environ, "RESTIC_PASSWORD": "benchmark passphrase 0123456789"}
         restic = ["restic", "-r", os.path.join(work, "restic-repo"), "--cache-dir", os.path.join(work, "restic-cache"), "-q"]
         ours, ours_rss = timed([*agent, "check", "--read-data"])
