@@ -4,7 +4,8 @@
 //! - on this machine: [`config`] (the agent's state: `agent.json`, keys), [`keys`]
 //!   (passphrase, Argon2id, the wrapped master key), [`credentials`] (the
 //!   `.VaultCredentials` file), [`walk`] (what a protected path holds), [`manifest`] (what a
-//!   recovery point holds, sealed), [`sealing`] (chunk ids, AES-256-GCM, zstd), [`dictionary`] (zstd's dictionary for small files);
+//!   recovery point holds, sealed), [`sealing`] (chunk ids, AES-256-GCM, zstd),
+//!   [`dictionary`] (zstd's dictionaries for small files and for large chunks);
 //! - talking to the cloud: [`client`] (Entra sign-in at the service's time, retries),
 //!   [`vault_client`] (every `/backup/v1` call, typed by `backup_protocol`), [`network`]
 //!   (check-network);

@@ -49,6 +49,18 @@ fn compress(data: &[u8]) -> Option<Vec<u8>> {
     COMPRESSOR.with(|c| c.borrow_mut().compress(data).ok())
 }
 
+/// A compressed body's zstd frame, and the dictionary it was made with: `ZSTD` is the frame
+/// alone, `ZSTD_DICT` the dictionary's reference and then the frame.
+fn frame_of(format: u8, body: &[u8]) -> Result<(Option<Reference>, &[u8])> {
+    match format {
+        ZSTD => Ok((None, body)),
+        _ => body
+            .split_first_chunk::<{ REFERENCE_LEN }>()
+            .map(|(reference, frame)| (Some(*reference), frame))
+            .ok_or_else(|| AgentError::Integrity("a blob is truncated".into())),
+    }
+}
+
 /// Whether a zstd frame carries the checksum of its content (RFC 8878: bit 2 of the frame
 /// header descriptor, the byte after the magic number).
 fn has_content_checksum(frame: &[u8]) -> bool {
@@ -234,18 +246,15 @@ impl Sealer {
             .iter()
             .zip(bodies)
             .map(|((id, _, _), body)| {
-                let opened = body.and_then(|(format, range)| {
-                    let body = &buffer[range.clone()];
-                    let proven = match format {
-                        RAW => true,
-                        ZSTD => has_content_checksum(body),
-                        _ => body.get(REFERENCE_LEN..).is_some_and(has_content_checksum),
-                    };
-                    let data = match format {
-                        RAW => buffer.slice(range),
-                        compressed => Bytes::from(self.decompressed(compressed, body, MAX_CHUNK)?),
-                    };
-                    Ok((data, proven))
+                // Raw: the authenticated body is the chunk. Compressed: proven when zstd
+                // checked the frame's content checksum.
+                let opened = body.and_then(|(format, range)| match format {
+                    RAW => Ok((buffer.slice(range), true)),
+                    compressed => {
+                        let (dictionary, frame) = frame_of(compressed, &buffer[range])?;
+                        let data = self.decompress_frame(dictionary, frame, MAX_CHUNK)?;
+                        Ok((Bytes::from(data), has_content_checksum(frame)))
+                    }
                 });
                 let checked = opened.and_then(|(data, proven)| {
                     match (proven && !recompute_ids) || self.chunk_id(&data) == *id {
@@ -260,16 +269,22 @@ impl Sealer {
             .collect()
     }
 
-    /// The plaintext of a compressed body: a zstd frame (`ZSTD`), or a dictionary's
-    /// reference and then a frame compressed with it (`ZSTD_DICT`).
+    /// The plaintext of a compressed body (see [`frame_of`]).
     fn decompressed(&self, format: u8, body: &[u8], max: usize) -> Result<Vec<u8>> {
-        if format == ZSTD {
-            return decompressed(body, max);
+        let (dictionary, frame) = frame_of(format, body)?;
+        self.decompress_frame(dictionary, frame, max)
+    }
+
+    fn decompress_frame(
+        &self,
+        dictionary: Option<Reference>,
+        frame: &[u8],
+        max: usize,
+    ) -> Result<Vec<u8>> {
+        match dictionary {
+            None => decompressed(frame, max),
+            Some(reference) => self.dictionary_named(reference)?.decompress(frame, max),
         }
-        let Some((reference, frame)) = body.split_first_chunk::<{ REFERENCE_LEN }>() else {
-            return Err(AgentError::Integrity("a blob is truncated".into()));
-        };
-        self.dictionary_named(*reference)?.decompress(frame, max)
     }
 
     /// Decrypts `blob` in place; returns its format and where the body lies in it.
@@ -357,9 +372,22 @@ mod tests {
         }
     }
 
-    fn open_one(sealer: &Sealer, id: &str, blob: &[u8]) -> Result<Bytes> {
+    /// One blob opened from its own buffer, as a check opens it (`recompute_ids`) or as a
+    /// restore does.
+    fn open_as(sealer: &Sealer, id: &str, blob: &[u8], recompute_ids: bool) -> Result<Bytes> {
         let whole = [(id.to_string(), 0, blob.len())];
-        sealer.open_all(blob.to_vec(), &whole, true).remove(0).1
+        sealer
+            .open_all(blob.to_vec(), &whole, recompute_ids)
+            .remove(0)
+            .1
+    }
+
+    fn open_one(sealer: &Sealer, id: &str, blob: &[u8]) -> Result<Bytes> {
+        open_as(sealer, id, blob, true)
+    }
+
+    fn restore_one(sealer: &Sealer, id: &str, blob: &[u8]) -> Result<Bytes> {
+        open_as(sealer, id, blob, false)
     }
 
     #[test]
@@ -480,12 +508,6 @@ mod tests {
         assert_eq!(open_one(&sealer, &id, &blob).unwrap(), random);
     }
 
-    /// One blob opened from its own buffer as a restore opens it (ids not recomputed).
-    fn restore_one(sealer: &Sealer, id: &str, blob: &[u8]) -> Result<Bytes> {
-        let whole = [(id.to_string(), 0, blob.len())];
-        sealer.open_all(blob.to_vec(), &whole, false).remove(0).1
-    }
-
     #[test]
     fn compressed_chunks_carry_their_checksum_and_frames_without_one_are_checked_by_id() {
         let sealer = Sealer::new(&MasterKey::generate());
@@ -520,8 +542,7 @@ mod tests {
         let framed = compress(&text).unwrap();
         let mislabelled = sealer.encrypt(ZSTD, &[&framed], other.as_bytes());
         assert!(restore_one(&sealer, &other, &mislabelled).is_ok());
-        let whole = [(other.clone(), 0, mislabelled.len())];
-        let checked = sealer.open_all(mislabelled, &whole, true).remove(0).1;
+        let checked = open_one(&sealer, &other, &mislabelled);
         assert!(checked.unwrap_err().to_string().contains("does not match"));
     }
 

@@ -169,7 +169,7 @@ async fn dictionaries_shrink_the_data_survive_a_lost_cache_and_open_everywhere()
 
     let points = server1.json(&["recovery-points"]).await;
     assert_eq!(points.as_array().unwrap().len(), 2);
-    for (point, machine_name) in [(&points[0], "server1"), (&points[1], "server1")] {
+    for point in points.as_array().unwrap() {
         let target = stack
             .dir
             .path()
@@ -184,7 +184,7 @@ async fn dictionaries_shrink_the_data_survive_a_lost_cache_and_open_everywhere()
             .await;
         assert!(
             restored["damaged"].as_array().is_none_or(|d| d.is_empty()),
-            "{machine_name}: {restored}"
+            "{restored}"
         );
         assert_eq!(restored["files"], 1001, "{restored}");
     }

@@ -443,21 +443,17 @@ impl Blobs {
     ) -> Result<Bytes, BlobError> {
         let mut last = BlobError::NotFound;
         for name in self.read_order(path).await? {
-            let store = self.store(&name).await?;
-            let local = match (&self.backend, &range) {
-                (Backend::Local(dir), Some(range)) => {
-                    crate::local_range::file_of(&local_root(dir, &name), path)
-                        .map(|file| (file, range.clone()))
-                }
-                _ => None,
-            };
-            if let Some((file, range)) = local {
-                match crate::local_range::read(file, range).await {
+            // Ranges of local files are read without object_store (see `local_range`).
+            if let (Backend::Local(dir), Some(range)) = (&self.backend, &range)
+                && let Some(file) = crate::local_range::file_of(&local_root(dir, &name), path)
+            {
+                match crate::local_range::read(file, range.clone()).await {
                     Ok(bytes) => return Ok(bytes),
                     Err(error) => last = error,
                 }
                 continue;
             }
+            let store = self.store(&name).await?;
             let result = match &range {
                 Some(range) => store.get_range(path, range.clone()).await,
                 None => match store.get(path).await {
