@@ -217,12 +217,28 @@ pub async fn for_backup(agent: &Arc<Agent>, reading: &[&Walked]) -> Result<Vec<A
 }
 
 /// Loads the dictionaries a manifest names into `sealer`, so the chunks sealed with them
-/// open. One that cannot be read is not fatal here: the chunks that need it fail, naming it.
+/// open: from this agent's cache when it holds them (a restore on the machine that backed
+/// up starts without a round trip), else from the vault. A cached one is taken only when
+/// its content has the id the manifest names. One that cannot be read is not fatal here:
+/// the chunks that need it fail, naming it.
 pub async fn load(agent: &Arc<Agent>, sealer: &Sealer, ids: &[String]) -> Result<()> {
-    let wanted: Vec<&String> = ids
-        .iter()
-        .filter(|id| sealer.dictionary(id).is_none())
-        .collect();
+    let missing = |sealer: &Sealer| -> Vec<&String> {
+        ids.iter()
+            .filter(|id| sealer.dictionary(id).is_none())
+            .collect()
+    };
+    if missing(sealer).is_empty() {
+        return Ok(());
+    }
+    if let Ok(cached) = std::fs::read(cache_path(agent)) {
+        for bytes in decode_set(&cached) {
+            let dictionary = Dictionary::new(sealer, bytes);
+            if ids.contains(&dictionary.id) {
+                sealer.add_dictionary(Arc::new(dictionary));
+            }
+        }
+    }
+    let wanted = missing(sealer);
     if wanted.is_empty() {
         return Ok(());
     }

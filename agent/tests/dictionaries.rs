@@ -194,6 +194,31 @@ async fn dictionaries_shrink_the_data_survive_a_lost_cache_and_open_everywhere()
         .join(format!("restored-{}", points[0]["name"].as_str().unwrap()));
     assert_same_tree(&data, &newest);
 
+    // A restore takes the dictionaries from the cache only when their content has the ids
+    // the manifest names: a damaged cache is passed over for the vault's copies.
+    let cache_file = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("dictionaries-"))
+        .unwrap();
+    let mut damaged = std::fs::read(&cache_file).unwrap();
+    for at in (100..damaged.len()).step_by(4096) {
+        damaged[at] ^= 0x55;
+    }
+    std::fs::write(&cache_file, damaged).unwrap();
+    let again = stack.dir.path().join("restored-with-a-damaged-cache");
+    let restored = server1
+        .json(&[
+            "restore",
+            points[0]["name"].as_str().unwrap(),
+            "--target",
+            again.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(restored["files"], 1001, "{restored}");
+    assert_same_tree(&data, &again);
+    std::fs::write(&cache_file, &dictionaries).unwrap();
+
     // Another machine, with server1's passphrase, loads the dictionaries from the manifest.
     let (server2, _) = stack.registered("vault1", "server2").await;
     let passphrase = stack.write("server1-passphrase", PASSPHRASE);
