@@ -115,3 +115,46 @@ async fn interrupted_writes_are_settled_at_the_next_start() {
     let copied = dir.path().join(format!("regions/northeurope/{written}"));
     assert_eq!(std::fs::read(copied).unwrap(), b"whole");
 }
+
+#[tokio::test]
+async fn staging_files_of_interrupted_writes_are_removed_at_the_next_start() {
+    let t = start().await;
+    t.group("rg1").await;
+    t.vault("rg1", "local", minimal_vault()).await;
+    let state = t.state();
+    let vault = state.vaults.get(SUB, "rg1", "local").await.unwrap();
+    let (pool, clock) = (state.pool.clone(), state.clock.clone());
+    t.kit.shutdown().await;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Blobs::open(
+            pool.clone(),
+            clock.clone(),
+            Backend::Local(dir.path().into()),
+        )
+    };
+    let blobs = open().await.unwrap();
+    let kept = ObjectPath::from(format!("packs/{}/ab/abcd", vault.id));
+    blobs.put(&kept, Bytes::from_static(b"pack")).await.unwrap();
+    drop(blobs);
+    // What a kill between object_store's staging write and its rename leaves, in the
+    // primary and in a zone's store.
+    let staged = [
+        dir.path().join(format!("blobs/{kept}#3")),
+        dir.path()
+            .join(format!("blobs/packs/{}/cd/cdef#12", vault.id)),
+        dir.path().join(format!("zones/westeurope/2/{kept}#1")),
+    ];
+    for path in &staged {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"half a pa").unwrap();
+    }
+    let blobs = open().await.unwrap();
+    for path in &staged {
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    assert_eq!(
+        blobs.get(&kept, None).await.unwrap(),
+        Bytes::from_static(b"pack")
+    );
+}
