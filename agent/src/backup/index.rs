@@ -12,7 +12,7 @@ use crate::agent::Agent;
 use crate::config::write_cache;
 use crate::error::Result;
 
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub struct IndexEntry {
     size: u64,
     mtime: i64,

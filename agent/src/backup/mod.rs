@@ -110,7 +110,9 @@ pub async fn run(
             retain_until,
         })
         .await?;
-    save_index(&index_path(&agent, &root_text), &index)?;
+    if let Some(index) = index {
+        save_index(&index_path(&agent, &root_text), &index)?;
+    }
     report.path = root_text;
     report.item = item;
     report.job = job.clone();
@@ -138,13 +140,14 @@ pub async fn run(
     Ok(report)
 }
 
-/// Walk, chunk, seal and upload; returns the manifest (without root), report and index.
+/// Walk, chunk, seal and upload; returns the manifest (without root), the report, and the
+/// new index when it differs from the one read.
 fn pipeline(
     agent: &Arc<Agent>,
     root: &Path,
     excludes: &[glob::Pattern],
     runtime: Handle,
-) -> Result<(Manifest, BackupReport, Index)> {
+) -> Result<(Manifest, BackupReport, Option<Index>)> {
     let mut report = BackupReport::default();
     // The index is read while the tree is walked.
     let (old_index, (walked, warnings)) = std::thread::scope(|scope| {
@@ -316,7 +319,10 @@ fn pipeline(
         entries,
         dictionaries: dictionaries.iter().map(|d| d.id().to_string()).collect(),
     };
-    Ok((manifest, report, new_index))
+    // An index that did not change is not written again (serialising it was 5 % of a no-op
+    // backup, after the commit).
+    let changed = (new_index != old_index).then_some(new_index);
+    Ok((manifest, report, changed))
 }
 
 /// Extended attributes of the `user.` namespace (the ones a user owns; `security.` and
