@@ -162,6 +162,7 @@ async fn refusal(response: reqwest::Response) -> AgentError {
     match code {
         "InvalidCertificate" => AgentError::Credentials(message),
         "ServerNotRegistered" => unregistered(),
+        backup_protocol::CHUNKS_NOT_STORED => AgentError::ChunksNotStored(message),
         _ if status == reqwest::StatusCode::NOT_FOUND => AgentError::NotFound(message),
         "" => AgentError::Service(format!("vault-server refused ({status}): {message}")),
         _ => AgentError::Service(format!(

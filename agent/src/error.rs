@@ -26,6 +26,9 @@ pub enum AgentError {
     /// The vault or Entra refused, with its message.
     #[error("{0}")]
     Service(String),
+    /// A commit named chunks the vault does not hold (any more).
+    #[error("vault-server refused: {0}")]
+    ChunksNotStored(String),
     #[error("cannot reach the service: {0}")]
     Network(String),
     #[error("{0}")]
@@ -56,7 +59,10 @@ impl AgentError {
             | AgentError::NotRegistered
             | AgentError::Unregistered(_) => 2,
             AgentError::WrongPassphrase => 4,
-            AgentError::Network(_) | AgentError::Service(_) | AgentError::NotFound(_) => 5,
+            AgentError::Network(_)
+            | AgentError::Service(_)
+            | AgentError::ChunksNotStored(_)
+            | AgentError::NotFound(_) => 5,
             AgentError::Integrity(_) | AgentError::Crypto(_) | AgentError::Damaged { .. } => 6,
             AgentError::Io { .. } => 7,
         }
@@ -73,6 +79,7 @@ impl AgentError {
             AgentError::Credentials(_) => "Credentials",
             AgentError::NotFound(_) => "NotFound",
             AgentError::Service(_) => "ServiceRefused",
+            AgentError::ChunksNotStored(_) => "ChunksNotStored",
             AgentError::Network(_) => "Network",
             AgentError::Crypto(_) => "Crypto",
             AgentError::Integrity(_) => "Integrity",

@@ -244,3 +244,57 @@ async fn an_immutable_vault_keeps_every_point_restorable() {
         noise(1 << 20, 9)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_after_every_point_expired_uploads_again_what_was_collected() {
+    let stack = start().await;
+    let machine = stack.registered("vault1", "server1").await.0;
+    let data = stack.dir.path().join("data");
+    std::fs::create_dir_all(data.join("src")).unwrap();
+    std::fs::write(data.join("big.bin"), noise(3 << 20, 7)).unwrap();
+    for n in 0..300 {
+        let text = format!("fn item_{n}() -> u32 {{ {n} }}\n").repeat(40 + n % 30);
+        std::fs::write(data.join(format!("src/f{n}.rs")), text).unwrap();
+    }
+    let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let include = data.to_str().unwrap();
+    machine
+        .json(&["backup", "--include", include, "--retain-until", &tomorrow])
+        .await;
+    // The only point expires and its data is collected; the agent's cache still knows
+    // every file and the dictionaries it sealed them with.
+    stack.clock.advance(3 * 86_400).unwrap();
+    let points = machine.json(&["recovery-points"]).await;
+    assert_eq!(points.as_array().unwrap().len(), 0, "{points}");
+    assert!(stored_bytes(&stack).await < 1 << 20);
+
+    // The commit names chunks the vault no longer holds: the agent forgets the files that
+    // used them and reads every one again.
+    let again = machine.json(&["backup", "--include", include]).await;
+    assert_eq!(again[0]["status"], "Completed", "{again}");
+    assert_eq!(again[0]["filesRead"], 301, "{again}");
+    let next = machine.json(&["backup", "--include", include]).await;
+    assert_eq!(next[0]["filesRead"], 0, "{next}");
+    let points = machine.json(&["recovery-points"]).await;
+    let target = stack.dir.path().join("restored");
+    let restored = machine
+        .json(&[
+            "restore",
+            points[0]["name"].as_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(restored["files"], 301, "{restored}");
+    assert_eq!(
+        std::fs::read(target.join("big.bin")).unwrap(),
+        noise(3 << 20, 7)
+    );
+    let checked = machine.json(&["check", "--read-data"]).await;
+    assert!(
+        checked["damaged"].as_array().unwrap().is_empty(),
+        "{checked}"
+    );
+}

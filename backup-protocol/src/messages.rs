@@ -73,6 +73,11 @@ pub struct ChangeEncryption {
     pub key_vault: Option<KeyVaultSave>,
 }
 
+/// The error `code` of a commit that names chunks the vault does not hold: uploaded never,
+/// or collected since (every recovery point that held them expired or was deleted). The
+/// agent then asks `chunks/missing`, uploads those chunks again and commits again.
+pub const CHUNKS_NOT_STORED: &str = "ChunksNotStored";
+
 /// `POST chunks/missing` and `POST chunks/locate`.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct ChunkIds {

@@ -353,7 +353,7 @@ impl DataPlane {
         }
         let missing = self.missing(vault.id, chunks).await?;
         if !missing.is_empty() {
-            return Err(VsError::BadRequest(format!(
+            return Err(VsError::ChunksNotStored(format!(
                 "The recovery point references {} chunk(s) the vault does not hold (first: {}); upload their packs first.",
                 missing.len(),
                 missing[0]

@@ -50,6 +50,9 @@ pub enum VsError {
     },
     #[error("{0}")]
     InvalidPolicy(String),
+    /// A commit naming chunks the vault does not hold (`backup_protocol::CHUNKS_NOT_STORED`).
+    #[error("{0}")]
+    ChunksNotStored(String),
     /// Removing a point of an immutable vault before its expiry.
     #[error("{0}")]
     ImmutableRecoveryPoint(String),
@@ -100,6 +103,7 @@ impl From<&VsError> for ApiError {
                 "BMSUserErrorRedundancySettingsUpdateNotAllowed",
             ),
             InvalidPolicy(_) => (StatusCode::BAD_REQUEST, "BMSUserErrorInvalidPolicyInput"),
+            ChunksNotStored(_) => (StatusCode::BAD_REQUEST, backup_protocol::CHUNKS_NOT_STORED),
             ImmutableRecoveryPoint(_) => (
                 StatusCode::BAD_REQUEST,
                 "BMSUserErrorImmutableRecoveryPointNotExpired",

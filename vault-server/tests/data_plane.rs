@@ -131,7 +131,7 @@ async fn packs_are_checked_on_upload_and_ranges_stay_inside_them() {
             &vault_server::retention::plan(&serde_json::Value::Null, 2, Some(100)),
         )
         .await;
-    assert!(matches!(orphan, Err(VsError::BadRequest(m)) if m.contains("does not hold")));
+    assert!(matches!(orphan, Err(VsError::ChunksNotStored(m)) if m.contains("does not hold")));
     let unprotected = data
         .commit(
             &vault,

@@ -2,7 +2,7 @@
 //! with its chunk ids. A file that matches is not read again. The index belongs to one
 //! registration and master key, so a new vault never reuses chunk ids it does not hold.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,18 @@ pub fn save_index(path: &Path, index: &Index) -> Result<()> {
         path,
         &serde_json::to_vec(index).expect("an index serialises"),
     )
+}
+
+/// Forgets the files that use any of `chunks` (ones the vault no longer holds), so the next
+/// backup reads them again; returns how many.
+pub fn forget_files_using(path: &Path, chunks: &HashSet<String>) -> Result<usize> {
+    let mut index = load_index(path);
+    let before = index.len();
+    index.retain(|_, entry| !entry.chunks.iter().any(|id| chunks.contains(id)));
+    if index.len() < before {
+        save_index(path, &index)?;
+    }
+    Ok(before - index.len())
 }
 
 impl IndexEntry {

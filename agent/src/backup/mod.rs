@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
-use backup_protocol::CommitRequest;
+use backup_protocol::{CommitRequest, CommitResponse};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
@@ -34,7 +34,7 @@ use crate::agent::Agent;
 use crate::error::{AgentError, Result};
 use crate::manifest::{Entry, Kind, Manifest, encode_path};
 use crate::walk;
-use index::{Index, IndexEntry, index_path, load_index, save_index, unchanged};
+use index::{Index, IndexEntry, forget_files_using, index_path, load_index, save_index, unchanged};
 use producer::{Batch, Group, Producer, filter_missing};
 use uploader::{Sealed, seal_worker, upload_packs};
 
@@ -77,20 +77,8 @@ pub async fn run(
         agent.vault.start_job("Backup", &root_text)
     )?;
 
-    let pipeline_agent = agent.clone();
-    let pipeline_root = root.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        pipeline(
-            &pipeline_agent,
-            &pipeline_root,
-            &excludes,
-            Handle::current(),
-        )
-    })
-    .await
-    .map_err(|e| AgentError::Service(format!("the backup pipeline stopped: {e}")))?;
-
-    let (manifest, mut report, index) = match outcome {
+    let outcome = back_up(&agent, &root, &root_text, &item, &excludes, retain_until).await;
+    let (mut report, committed) = match outcome {
         Ok(done) => done,
         Err(error) => {
             let details = json!({"errorDetails": [{"errorString": error.to_string(), "recommendations": []}]});
@@ -98,21 +86,6 @@ pub async fn run(
             return Err(error);
         }
     };
-    let mut manifest = manifest;
-    manifest.root = root_text.clone();
-    let sealed = manifest.seal(&agent.sealer);
-    let committed = agent
-        .vault
-        .commit(&CommitRequest {
-            item: item.clone(),
-            manifest: STANDARD.encode(sealed),
-            chunks: manifest.chunk_ids(),
-            retain_until,
-        })
-        .await?;
-    if let Some(index) = index {
-        save_index(&index_path(&agent, &root_text), &index)?;
-    }
     report.path = root_text;
     report.item = item;
     report.job = job.clone();
@@ -140,12 +113,76 @@ pub async fn run(
     Ok(report)
 }
 
+/// Runs the pipeline and commits its recovery point; saves the index once committed.
+///
+/// The index can name chunks the vault no longer holds: when every recovery point that held
+/// them expired or was deleted, collection freed them. The commit then says so
+/// (`ChunksNotStored`); the files that used them are forgotten and the backup runs again,
+/// reading those files and uploading what is missing (the dictionaries too).
+async fn back_up(
+    agent: &Arc<Agent>,
+    root: &Path,
+    root_text: &str,
+    item: &str,
+    excludes: &[glob::Pattern],
+    retain_until: Option<i64>,
+) -> Result<(BackupReport, CommitResponse)> {
+    let index_file = index_path(agent, root_text);
+    let mut again = false;
+    loop {
+        let (pipeline_agent, pipeline_root) = (agent.clone(), root.to_path_buf());
+        let pipeline_excludes = excludes.to_vec();
+        let (mut manifest, report, index) = tokio::task::spawn_blocking(move || {
+            pipeline(
+                &pipeline_agent,
+                &pipeline_root,
+                &pipeline_excludes,
+                again,
+                Handle::current(),
+            )
+        })
+        .await
+        .map_err(|e| AgentError::Service(format!("the backup pipeline stopped: {e}")))??;
+        manifest.root = root_text.to_string();
+        let sealed = manifest.seal(&agent.sealer);
+        let chunks = manifest.chunk_ids();
+        let commit = CommitRequest {
+            item: item.to_string(),
+            manifest: STANDARD.encode(sealed),
+            chunks,
+            retain_until,
+        };
+        match agent.vault.commit(&commit).await {
+            Ok(committed) => {
+                if let Some(index) = index {
+                    save_index(&index_file, &index)?;
+                }
+                return Ok((report, committed));
+            }
+            Err(AgentError::ChunksNotStored(_)) if !again => {
+                let missing: HashSet<String> = agent
+                    .vault
+                    .missing(commit.chunks)
+                    .await?
+                    .into_iter()
+                    .collect();
+                forget_files_using(&index_file, &missing)?;
+                again = true;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// Walk, chunk, seal and upload; returns the manifest (without root), the report, and the
-/// new index when it differs from the one read.
+/// new index when it differs from the one read. `offer_dictionaries`: send the dictionaries
+/// to the vault even if no file is read (they are otherwise sent with the first data sealed
+/// with them).
 fn pipeline(
     agent: &Arc<Agent>,
     root: &Path,
     excludes: &[glob::Pattern],
+    offer_dictionaries: bool,
     runtime: Handle,
 ) -> Result<(Manifest, BackupReport, Option<Index>)> {
     let mut report = BackupReport::default();
@@ -209,7 +246,10 @@ fn pipeline(
         };
         // The dictionaries go to the vault with the first data sealed with them (a backup
         // that reads nothing seals nothing; the points before it hold them).
-        for dictionary in dictionaries.iter().filter(|_| to_read > 0) {
+        for dictionary in dictionaries
+            .iter()
+            .filter(|_| to_read > 0 || offer_dictionaries)
+        {
             producer.chunk(dictionary.bytes().clone(), &mut Vec::new());
         }
         for walked in walked {
