@@ -69,43 +69,6 @@ fn local_root(dir: &std::path::Path, name: &str) -> PathBuf {
     }
 }
 
-/// Removes the staging files of writes a crash interrupted under `root`, and says how many.
-/// object_store writes an object to `name#<n>` beside it and renames it into place; a kill
-/// between the two left that file forever (listing skips it, so collection never saw it).
-/// Called when the stores open, before anything is written: `azsim up` holds the data
-/// directory's lock, so no other writer can own such a file. Object names here are ids
-/// and never hold `#`.
-fn remove_interrupted_writes(root: &std::path::Path) -> usize {
-    let is_staging = |name: &std::ffi::OsStr| {
-        name.to_str()
-            .and_then(|name| name.rsplit_once('#'))
-            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    let mut removed = 0;
-    let mut directories = vec![root.to_path_buf()];
-    while let Some(directory) = directories.pop() {
-        let Ok(entries) = std::fs::read_dir(&directory) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => directories.push(entry.path()),
-                Ok(kind) if kind.is_file() && is_staging(&entry.file_name()) => {
-                    match std::fs::remove_file(entry.path()) {
-                        Ok(()) => removed += 1,
-                        Err(e) => tracing::warn!(
-                            "could not remove {}, left by an interrupted write: {e}",
-                            entry.path().display()
-                        ),
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    removed
-}
-
 fn not_found(error: object_store::Error) -> BlobError {
     match error {
         object_store::Error::NotFound { .. } => BlobError::NotFound,
@@ -303,7 +266,7 @@ impl Blobs {
         });
         if let Backend::Local(dir) = &blobs.backend {
             for stores in ["blobs", "zones", "regions"] {
-                let removed = remove_interrupted_writes(&dir.join(stores));
+                let removed = crate::local_files::remove_interrupted_writes(&dir.join(stores));
                 if removed > 0 {
                     tracing::info!(
                         "removed {removed} partial object(s) that interrupted writes left in {}",
@@ -492,11 +455,11 @@ impl Blobs {
     ) -> Result<Bytes, BlobError> {
         let mut last = BlobError::NotFound;
         for name in self.read_order(path).await? {
-            // Ranges of local files are read without object_store (see `local_range`).
+            // Ranges of local files are read without object_store (see `local_files`).
             if let (Backend::Local(dir), Some(range)) = (&self.backend, &range)
-                && let Some(file) = crate::local_range::file_of(&local_root(dir, &name), path)
+                && let Some(file) = crate::local_files::file_of(&local_root(dir, &name), path)
             {
-                match crate::local_range::read(file, range.clone()).await {
+                match crate::local_files::read(file, range.clone()).await {
                     Ok(bytes) => return Ok(bytes),
                     Err(error) => last = error,
                 }

@@ -26,7 +26,7 @@ pub mod forward;
 pub mod groups;
 pub mod http;
 pub mod lifecycle;
-mod local_range;
+mod local_files;
 pub mod passphrase;
 pub mod policy;
 mod portal;
