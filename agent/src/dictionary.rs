@@ -11,7 +11,7 @@
 //! the newest recovery point, which names all of it.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -192,12 +192,9 @@ impl Dictionary {
 pub async fn for_backup(agent: &Arc<Agent>, reading: &[&Walked]) -> Result<Vec<Arc<Dictionary>>> {
     let sealer = &agent.sealer;
     let path = cache_path(agent);
-    let mut set = match std::fs::read(&path) {
-        Ok(cached) => decode_set(&cached)
-            .into_iter()
-            .map(|bytes| Arc::new(Dictionary::new(sealer, bytes)))
-            .collect(),
-        Err(_) => from_newest_point(agent).await?,
+    let mut set = match cached_set(&path, sealer) {
+        Some(cached) => cached,
+        None => from_newest_point(agent).await?,
     };
     let known = set.len();
     for role in ROLES {
@@ -230,12 +227,9 @@ pub async fn load(agent: &Arc<Agent>, sealer: &Sealer, ids: &[String]) -> Result
     if missing(sealer).is_empty() {
         return Ok(());
     }
-    if let Ok(cached) = std::fs::read(cache_path(agent)) {
-        for bytes in decode_set(&cached) {
-            let dictionary = Dictionary::new(sealer, bytes);
-            if ids.contains(&dictionary.id) {
-                sealer.add_dictionary(Arc::new(dictionary));
-            }
+    for dictionary in cached_set(&cache_path(agent), sealer).unwrap_or_default() {
+        if ids.contains(&dictionary.id) {
+            sealer.add_dictionary(dictionary);
         }
     }
     let wanted = missing(sealer);
@@ -349,6 +343,18 @@ fn decode_set(mut cached: &[u8]) -> Vec<Bytes> {
 }
 
 /// Like the index, the dictionaries belong to one registration and master key.
+/// The set in the agent's cache (`None` when there is no cache file), with ids under
+/// `sealer`'s key.
+fn cached_set(path: &Path, sealer: &Sealer) -> Option<Vec<Arc<Dictionary>>> {
+    let cached = std::fs::read(path).ok()?;
+    Some(
+        decode_set(&cached)
+            .into_iter()
+            .map(|bytes| Arc::new(Dictionary::new(sealer, bytes)))
+            .collect(),
+    )
+}
+
 fn cache_path(agent: &Agent) -> PathBuf {
     let key = agent.cache_key(None);
     agent.config.cache_dir.join(format!("dictionaries-{key}"))

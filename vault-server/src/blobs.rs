@@ -60,6 +60,9 @@ impl From<BlobError> for VsError {
     }
 }
 
+/// The directories under `<data>` that hold local stores (see [`local_root`]).
+const LOCAL_STORE_DIRS: [&str; 3] = ["blobs", "zones", "regions"];
+
 /// The directory of a local store: `<data>/blobs` for the primary (as before regions
 /// existed), `<data>/zones/…` and `<data>/regions/…` for the others.
 fn local_root(dir: &std::path::Path, name: &str) -> PathBuf {
@@ -265,15 +268,20 @@ impl Blobs {
             wake: tokio::sync::Notify::new(),
         });
         if let Backend::Local(dir) = &blobs.backend {
-            for stores in ["blobs", "zones", "regions"] {
-                let removed = crate::local_files::remove_interrupted_writes(&dir.join(stores));
-                if removed > 0 {
-                    tracing::info!(
-                        "removed {removed} partial object(s) that interrupted writes left in {}",
-                        dir.join(stores).display()
-                    );
+            let roots: Vec<PathBuf> = LOCAL_STORE_DIRS.iter().map(|d| dir.join(d)).collect();
+            // A walk of every stored object: off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || {
+                for root in roots {
+                    let removed = crate::local_files::remove_interrupted_writes(&root);
+                    if removed > 0 {
+                        tracing::info!(
+                            "removed {removed} partial object(s) that interrupted writes left in {}",
+                            root.display()
+                        );
+                    }
                 }
-            }
+            })
+            .await;
         }
         // The primary at once: a wrong URL or key fails the start, not the first backup.
         blobs.store("primary").await?;

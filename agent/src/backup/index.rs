@@ -64,15 +64,11 @@ pub fn save_index(path: &Path, index: &Index) -> Result<()> {
 }
 
 /// Forgets the files that use any of `chunks` (ones the vault no longer holds), so the next
-/// backup reads them again; returns how many.
-pub fn forget_files_using(path: &Path, chunks: &HashSet<String>) -> Result<usize> {
+/// backup reads them again.
+pub fn forget_files_using(path: &Path, chunks: &HashSet<String>) -> Result<()> {
     let mut index = load_index(path);
-    let before = index.len();
     index.retain(|_, entry| !entry.chunks.iter().any(|id| chunks.contains(id)));
-    if index.len() < before {
-        save_index(path, &index)?;
-    }
-    Ok(before - index.len())
+    save_index(path, &index)
 }
 
 impl IndexEntry {
