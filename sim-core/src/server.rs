@@ -23,6 +23,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum_server::Handle;
+use axum_server::accept::NoDelayAcceptor;
 use http_body_util::BodyExt;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -178,11 +179,15 @@ pub async fn serve(router: Router, config: ServeConfig) -> Result<RunningServer,
         .layer(middleware::from_fn_with_state(context, request_context))
         .into_make_service_with_connect_info::<SocketAddr>();
     let handle = Handle::new();
+    // Nagle off: a response's last TLS record otherwise waits for the client's delayed ACK
+    // (up to 40 ms) whenever earlier data is unacknowledged; a full restore of the
+    // benchmark set stalled that way often enough to cost 8-10 % of its time.
     let task = match &config.tls {
         Some(tls) => {
             let rustls = tls.rustls_config().await?;
             let mut server = axum_server::from_tcp_rustls(listener, rustls)
                 .map_err(bind_error)?
+                .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
                 .handle(handle.clone())
                 .first_request_timeout(read_timeout());
             defend(server.http_builder());
@@ -191,6 +196,7 @@ pub async fn serve(router: Router, config: ServeConfig) -> Result<RunningServer,
         None => {
             let mut server = axum_server::from_tcp(listener)
                 .map_err(bind_error)?
+                .acceptor(NoDelayAcceptor::new())
                 .handle(handle.clone())
                 .first_request_timeout(read_timeout());
             defend(server.http_builder());
