@@ -20,7 +20,7 @@ use crate::agent::Agent;
 use crate::config::write_cache;
 use crate::error::{AgentError, Result};
 use crate::restore::fetch::fetch_chunks;
-use crate::sealing::{Sealer, ZSTD_LEVEL, compresses};
+use crate::sealing::{Sealer, ZSTD_LEVEL, compresses, declared_size};
 use crate::walk::Walked;
 
 /// Chunks up to this size (whole small files) use the small-file dictionary, larger ones
@@ -171,11 +171,7 @@ impl Dictionary {
             .get_or_init(|| zstd::dict::DecoderDictionary::try_copy(&self.bytes).ok())
             .as_ref()
             .ok_or_else(|| broken(format!("dictionary {} does not load", self.id)))?;
-        let size = match zstd::zstd_safe::get_frame_content_size(frame) {
-            Ok(Some(size)) if size <= max as u64 => size as usize,
-            _ => return Err(broken("its size is missing or too large".into())),
-        };
-        let mut out = Vec::with_capacity(size);
+        let mut out = Vec::with_capacity(declared_size(frame, max)?);
         DECOMPRESSOR
             .with(|d| {
                 d.borrow_mut()

@@ -67,10 +67,24 @@ fn has_content_checksum(frame: &[u8]) -> bool {
     frame.len() > 4 && frame[..4] == [0x28, 0xb5, 0x2f, 0xfd] && frame[4] & 0b100 != 0
 }
 
-fn decompressed(data: &[u8], max: usize) -> Result<Vec<u8>> {
+/// The content size a frame's header declares (bulk compression always declares it), if
+/// at most `max`: the buffer a frame decompresses into is allocated at that size, not at
+/// `max` (4 MiB per chunk, 1 GiB for a document).
+pub(crate) fn declared_size(frame: &[u8], max: usize) -> Result<usize> {
+    match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(size)) if size <= max as u64 => Ok(size as usize),
+        _ => Err(AgentError::Integrity(
+            "a blob does not decompress: its size is missing or too large".into(),
+        )),
+    }
+}
+
+fn decompressed(frame: &[u8], max: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(declared_size(frame, max)?);
     DECOMPRESSOR
-        .with(|d| d.borrow_mut().decompress(data, max))
-        .map_err(|e| AgentError::Integrity(format!("a blob does not decompress: {e}")))
+        .with(|d| d.borrow_mut().decompress_to_buffer(frame, &mut out))
+        .map_err(|e| AgentError::Integrity(format!("a blob does not decompress: {e}")))?;
+    Ok(out)
 }
 
 /// AES-256-GCM is aws-lc's (the TLS provider's): twice the throughput of the `aes-gcm`
@@ -544,6 +558,23 @@ mod tests {
         assert!(restore_one(&sealer, &other, &mislabelled).is_ok());
         let checked = open_one(&sealer, &other, &mislabelled);
         assert!(checked.unwrap_err().to_string().contains("does not match"));
+    }
+
+    #[test]
+    fn a_frame_is_decompressed_only_to_the_size_it_declares() {
+        let text = b"a line of text that repeats\n".repeat(1000);
+        let frame = compress(&text).unwrap();
+        assert_eq!(declared_size(&frame, MAX_CHUNK).unwrap(), text.len());
+        assert_eq!(decompressed(&frame, MAX_CHUNK).unwrap(), text);
+        let error = decompressed(&frame, text.len() - 1)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("too large"), "{error}");
+        // A streamed frame declares no size: refused, not decompressed into a guess.
+        let mut streamed = zstd::stream::Encoder::new(Vec::new(), ZSTD_LEVEL).unwrap();
+        std::io::Write::write_all(&mut streamed, &text).unwrap();
+        let streamed = streamed.finish().unwrap();
+        assert!(decompressed(&streamed, MAX_CHUNK).is_err());
     }
 
     #[test]
