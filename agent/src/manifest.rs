@@ -83,6 +83,8 @@ pub enum Kind {
     Symlink,
 }
 
+/// Every field is written (the binary encoding has no names to leave one out by); the
+/// defaults read JSON manifests, which left absent ones out.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Entry {
     /// Relative to the protected root, `/`-separated; `""` is the root itself.
