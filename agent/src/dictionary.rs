@@ -338,7 +338,6 @@ fn decode_set(mut cached: &[u8]) -> Vec<Bytes> {
     set
 }
 
-/// Like the index, the dictionaries belong to one registration and master key.
 /// The set in the agent's cache (`None` when there is no cache file), with ids under
 /// `sealer`'s key.
 fn cached_set(path: &Path, sealer: &Sealer) -> Option<Vec<Arc<Dictionary>>> {
@@ -351,6 +350,7 @@ fn cached_set(path: &Path, sealer: &Sealer) -> Option<Vec<Arc<Dictionary>>> {
     )
 }
 
+/// Like the index, the dictionaries belong to one registration and master key.
 fn cache_path(agent: &Agent) -> PathBuf {
     let key = agent.cache_key(None);
     agent.config.cache_dir.join(format!("dictionaries-{key}"))
